@@ -1,0 +1,76 @@
+//! Errors raised while decoding or validating a message.
+
+use std::fmt;
+
+/// One problem with one field of an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The Avro field name, as in the schema (`input_tokens`, `parameters.temperature`).
+    pub field: String,
+    /// Why the value was refused, in lowercase prose.
+    pub reason: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "field `{}`: {}", self.field, self.reason)
+    }
+}
+
+/// Why a Kafka message value could not become a valid event or pane.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("empty message")]
+    Empty,
+    #[error("unknown framing: leading bytes {0} are neither avro single-object (c3 01) nor confluent (00)")]
+    UnknownFraming(String),
+    #[error("truncated {framing} header: {len} bytes, need {need}")]
+    TruncatedHeader {
+        framing: &'static str,
+        len: usize,
+        need: usize,
+    },
+    #[error("unknown schema fingerprint {0}")]
+    UnknownFingerprint(String),
+    #[error("unknown confluent schema id {0}: no schema registry knows it")]
+    UnknownSchemaId(u32),
+    #[error("malformed avro datum: {0}")]
+    Datum(String),
+    #[error("{0} trailing bytes after the avro datum")]
+    TrailingBytes(usize),
+    #[error("invalid event: {}", join(.0))]
+    Invalid(Vec<FieldError>),
+}
+
+impl DecodeError {
+    /// A short, bounded label for metrics and DLQ headers.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Empty => "empty",
+            Self::UnknownFraming(_) => "unknown_framing",
+            Self::TruncatedHeader { .. } => "truncated_header",
+            Self::UnknownFingerprint(_) => "unknown_fingerprint",
+            Self::UnknownSchemaId(_) => "unknown_schema_id",
+            Self::Datum(_) => "malformed_datum",
+            Self::TrailingBytes(_) => "trailing_bytes",
+            Self::Invalid(_) => "invalid_field",
+        }
+    }
+}
+
+fn join(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -1,0 +1,26 @@
+//! Centile's wire contract: event and rollup-pane types, their Avro schemas,
+//! the framings a Kafka message value may use, validation with field-level
+//! errors, and the dimension keys (including the parameter hash) that the
+//! aggregator groups by.
+//!
+//! Everything here is pure: no I/O, so codecs can be fuzzed, property-tested
+//! and benchmarked in isolation.
+
+mod codec;
+mod dimensions;
+mod error;
+mod granularity;
+mod model;
+mod pane;
+mod schema;
+mod validate;
+mod value;
+
+pub use codec::{decode, encode, encode_with, Decoded, Framing};
+pub use dimensions::{ParameterHasher, ParameterSet, DEFAULT_PERFORMANCE_PARAMETERS};
+pub use error::{DecodeError, FieldError};
+pub use granularity::Granularity;
+pub use model::{Event, LatencyEvent, UsageEvent};
+pub use pane::{Centroid, LatencyPane, PaneSource, UsagePane};
+pub use schema::{SchemaKind, Schemas};
+pub use validate::{Limits, Validate};

@@ -1,0 +1,77 @@
+//! Rollup panes: mergeable partial aggregates emitted by the aggregator.
+//!
+//! A pane covers one window and one dimension set, fed by one contiguous run
+//! of one source partition. Its id is deterministic, and its version grows
+//! with the input position, so the highest version of a pane id is its latest
+//! state, and distinct panes of a window are summed by the ClickHouse views.
+
+use std::collections::BTreeMap;
+
+use crate::Granularity;
+
+/// A t-digest centroid: the mean of `weight` samples.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Centroid {
+    pub mean: f64,
+    pub weight: u64,
+}
+
+/// Where a pane's input came from and how far it reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaneSource {
+    pub topic: String,
+    pub partition: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+}
+
+/// A partial latency aggregate (`centile.v1.LatencyPane`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyPane {
+    pub pane_id: String,
+    pub version: i64,
+    pub granularity: Granularity,
+    pub window_start: i64,
+    pub window_end: i64,
+    pub tenant_id: String,
+    pub model_id: String,
+    pub provider: String,
+    pub tool: String,
+    pub parameter_hash: String,
+    pub parameters: BTreeMap<String, String>,
+    pub source: PaneSource,
+    pub is_final: bool,
+    pub watermark: i64,
+    pub calls: i64,
+    pub successes: i64,
+    pub errors: i64,
+    pub rt_sum: f64,
+    pub rt_min: f64,
+    pub rt_max: f64,
+    pub input_tokens_sum: i64,
+    pub input_tokens_count: i64,
+    pub output_tokens_sum: i64,
+    pub output_tokens_count: i64,
+    pub centroids: Vec<Centroid>,
+}
+
+/// A partial usage aggregate (`centile.v1.UsagePane`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsagePane {
+    pub pane_id: String,
+    pub version: i64,
+    pub granularity: Granularity,
+    pub window_start: i64,
+    pub window_end: i64,
+    pub tenant_id: String,
+    pub model_id: String,
+    pub provider: String,
+    pub feature: String,
+    pub source: PaneSource,
+    pub is_final: bool,
+    pub watermark: i64,
+    pub requests: i64,
+    pub input_tokens_sum: i64,
+    pub output_tokens_sum: i64,
+    pub cost_usd_nanos_sum: i64,
+}

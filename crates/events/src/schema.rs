@@ -1,0 +1,138 @@
+//! The Avro schemas Centile writes and the writer schemas it can read,
+//! indexed by their CRC-64-AVRO (Rabin) fingerprint.
+
+use std::collections::HashMap;
+
+use apache_avro::{rabin::Rabin, Schema};
+
+const LATENCY_EVENT: &str = include_str!("../../../schemas/avro/latency_event.avsc");
+const USAGE_EVENT: &str = include_str!("../../../schemas/avro/usage_event.avsc");
+const LATENCY_PANE: &str = include_str!("../../../schemas/avro/latency_pane.avsc");
+const USAGE_PANE: &str = include_str!("../../../schemas/avro/usage_pane.avsc");
+
+/// Which record a schema describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SchemaKind {
+    LatencyEvent,
+    UsageEvent,
+    LatencyPane,
+    UsagePane,
+}
+
+impl SchemaKind {
+    pub const ALL: [SchemaKind; 4] = [
+        SchemaKind::LatencyEvent,
+        SchemaKind::UsageEvent,
+        SchemaKind::LatencyPane,
+        SchemaKind::UsagePane,
+    ];
+
+    fn source(self) -> &'static str {
+        match self {
+            Self::LatencyEvent => LATENCY_EVENT,
+            Self::UsageEvent => USAGE_EVENT,
+            Self::LatencyPane => LATENCY_PANE,
+            Self::UsagePane => USAGE_PANE,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct WriterSchema {
+    pub kind: SchemaKind,
+    pub schema: Schema,
+}
+
+/// Current (reader) schemas plus every known writer schema by fingerprint.
+///
+/// Writer schemas of other versions can be registered so that producers on
+/// an older or newer schema keep flowing; Avro schema resolution maps them
+/// onto the current reader schema.
+#[derive(Debug)]
+pub struct Schemas {
+    current: HashMap<SchemaKind, (Schema, [u8; 8])>,
+    writers: HashMap<[u8; 8], WriterSchema>,
+    confluent_ids: HashMap<u32, [u8; 8]>,
+}
+
+impl Default for Schemas {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Schemas {
+    pub fn new() -> Self {
+        let mut schemas = Self {
+            current: HashMap::new(),
+            writers: HashMap::new(),
+            confluent_ids: HashMap::new(),
+        };
+        for kind in SchemaKind::ALL {
+            let schema = Schema::parse_str(kind.source()).expect("bundled schema parses");
+            let fingerprint = fingerprint(&schema);
+            schemas.current.insert(kind, (schema.clone(), fingerprint));
+            schemas
+                .writers
+                .insert(fingerprint, WriterSchema { kind, schema });
+        }
+        schemas
+    }
+
+    /// Accepts messages written with another version of `kind`'s schema.
+    pub fn register_writer(
+        &mut self,
+        kind: SchemaKind,
+        avsc: &str,
+    ) -> Result<[u8; 8], apache_avro::Error> {
+        let schema = Schema::parse_str(avsc)?;
+        let fingerprint = fingerprint(&schema);
+        self.writers
+            .insert(fingerprint, WriterSchema { kind, schema });
+        Ok(fingerprint)
+    }
+
+    /// Maps a Confluent schema-registry id to a writer schema of `kind`.
+    pub fn register_confluent_id(
+        &mut self,
+        schema_id: u32,
+        kind: SchemaKind,
+        avsc: &str,
+    ) -> Result<(), apache_avro::Error> {
+        let fingerprint = self.register_writer(kind, avsc)?;
+        self.confluent_ids.insert(schema_id, fingerprint);
+        Ok(())
+    }
+
+    pub(crate) fn confluent_fingerprint(&self, schema_id: u32) -> Option<[u8; 8]> {
+        self.confluent_ids.get(&schema_id).copied()
+    }
+
+    /// The bundled `.avsc` text of the current schema.
+    pub fn source(kind: SchemaKind) -> &'static str {
+        kind.source()
+    }
+
+    pub fn current(&self, kind: SchemaKind) -> &Schema {
+        &self.current[&kind].0
+    }
+
+    /// The 8-byte little-endian CRC-64-AVRO fingerprint of the current schema.
+    pub fn fingerprint(&self, kind: SchemaKind) -> [u8; 8] {
+        self.current[&kind].1
+    }
+
+    /// The schema's Parsing Canonical Form, as published to other languages.
+    pub fn canonical_form(&self, kind: SchemaKind) -> String {
+        self.current(kind).canonical_form()
+    }
+
+    pub(crate) fn writer(&self, fingerprint: &[u8; 8]) -> Option<&WriterSchema> {
+        self.writers.get(fingerprint)
+    }
+}
+
+fn fingerprint(schema: &Schema) -> [u8; 8] {
+    let bytes = schema.fingerprint::<Rabin>().bytes;
+    bytes.try_into().expect("rabin fingerprints are 8 bytes")
+}
