@@ -1,0 +1,401 @@
+//! Layered configuration: built-in defaults, then an optional TOML file,
+//! then `CENTILE_<SECTION>_<KEY>` environment variables.
+//!
+//! One file configures every service; each reads the sections it needs.
+//! Unknown keys are errors, so a typo never silently falls back to a default.
+//! Environment values are parsed by the type of the setting they replace, so
+//! `CENTILE_TOPIC_PARTITIONS=6` is a number and `CENTILE_KAFKA_BROKERS=a:1,b:2`
+//! stays a string.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{RuntimeError, Secret};
+
+/// Every Centile setting.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub topics: TopicsConfig,
+    pub clickhouse: ClickHouseConfig,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
+    pub aggregator: AggregatorConfig,
+    pub sink: SinkConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Comma-separated `host:port` list.
+    pub brokers: String,
+    pub client_id: Option<String>,
+    /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    pub security_protocol: Option<String>,
+    /// `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`, ...
+    pub sasl_mechanism: Option<String>,
+    pub sasl_username: Option<String>,
+    pub sasl_password: Option<Secret>,
+    pub ssl_ca_location: Option<PathBuf>,
+    /// Producer compression: `none`, `gzip`, `snappy`, `lz4` or `zstd`.
+    pub compression: String,
+    pub idempotence: bool,
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
+    /// How long a produced message may wait for the broker's acknowledgement.
+    #[serde(with = "humantime_serde")]
+    pub delivery_timeout: Duration,
+    /// Further librdkafka properties, passed through as they are.
+    pub extra: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            client_id: None,
+            security_protocol: None,
+            sasl_mechanism: None,
+            sasl_username: None,
+            sasl_password: None,
+            ssl_ca_location: None,
+            compression: "lz4".into(),
+            idempotence: true,
+            linger: Duration::from_millis(5),
+            delivery_timeout: Duration::from_secs(30),
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    pub usage: String,
+    pub latency: String,
+    pub rollups: String,
+    pub dlq: String,
+    /// Partitions for topics a service creates because they are missing.
+    pub partitions: i32,
+    pub replication_factor: i32,
+    pub create_missing: bool,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        Self {
+            usage: "centile.usage.v1".into(),
+            latency: "centile.latency.v1".into(),
+            rollups: "centile.rollups.v1".into(),
+            dlq: "centile.dlq.v1".into(),
+            partitions: 3,
+            replication_factor: 1,
+            create_missing: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseConfig {
+    pub url: String,
+    pub database: String,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    /// Days raw events are kept, on servers that support TTL.
+    pub raw_retention_days: u32,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8123".into(),
+            database: "centile".into(),
+            user: None,
+            password: None,
+            raw_retention_days: 90,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Where `/metrics`, `/healthz` and `/readyz` listen; each service has its own default.
+    pub addr: Option<SocketAddr>,
+    /// When set, `/metrics` requires `Authorization: Bearer <token>`.
+    pub auth_token: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter such as `info` or `centile_sink=debug,info`; `RUST_LOG` wins.
+    pub filter: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            filter: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AggregatorConfig {
+    pub group_id: String,
+    /// How often open windows publish their updated panes.
+    #[serde(with = "humantime_serde")]
+    pub emit_interval: Duration,
+    /// How far event time may run behind the partition's maximum before a window is final.
+    #[serde(with = "humantime_serde")]
+    pub allowed_lateness: Duration,
+    /// A partition without input for this long releases its windows by wall-clock time.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// t-digest size: more centroids, better percentiles, larger panes.
+    pub tdigest_compression: usize,
+    /// Parameters that affect performance and so form the parameter hash.
+    pub performance_parameters: Vec<String>,
+}
+
+impl Default for AggregatorConfig {
+    fn default() -> Self {
+        Self {
+            group_id: "centile-aggregator".into(),
+            emit_interval: Duration::from_secs(1),
+            allowed_lateness: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            tdigest_compression: 500,
+            performance_parameters: ["thinking_mode", "use_websearch", "streaming", "max_tokens", "temperature"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkConfig {
+    pub group_id: String,
+    /// A batch is written when it holds this many rows...
+    pub batch_max_rows: usize,
+    /// ...or when its oldest row has waited this long.
+    #[serde(with = "humantime_serde")]
+    pub batch_max_wait: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_initial_backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max_backoff: Duration,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        Self {
+            group_id: "centile-sink".into(),
+            batch_max_rows: 20_000,
+            batch_max_wait: Duration::from_millis(500),
+            retry_initial_backoff: Duration::from_millis(200),
+            retry_max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Sections and the environment prefixes that reach them, longest first.
+const ENV_SECTIONS: [(&str, &str); 8] = [
+    ("AGGREGATOR_", "aggregator"),
+    ("CLICKHOUSE_", "clickhouse"),
+    ("METRICS_", "metrics"),
+    ("TOPICS_", "topics"),
+    ("TOPIC_", "topics"),
+    ("KAFKA_", "kafka"),
+    ("SINK_", "sink"),
+    ("LOG_", "log"),
+];
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, RuntimeError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, RuntimeError> {
+        let defaults = toml::Value::try_from(Config::default())
+            .map_err(|e| RuntimeError::Config(e.to_string()))?;
+        let mut merged = defaults.clone();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| RuntimeError::ConfigFile {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let layer: toml::Value = toml::from_str(&text)
+                .map_err(|e| RuntimeError::Config(format!("{}: {e}", path.display())))?;
+            merge(&mut merged, layer);
+        }
+        for (var, raw) in env {
+            let Some((section, key)) = env_target(&var) else {
+                continue;
+            };
+            let current = defaults.get(section).and_then(|s| s.get(&key));
+            let value = parse_env_value(&var, &raw, current)?;
+            merged
+                .get_mut(section)
+                .and_then(toml::Value::as_table_mut)
+                .expect("every env section is a table")
+                .insert(key, value);
+        }
+        merged
+            .try_into()
+            .map_err(|e: toml::de::Error| RuntimeError::Config(e.message().to_owned() + &location(&e)))
+    }
+}
+
+fn location(e: &toml::de::Error) -> String {
+    e.span().map(|s| format!(" (at {s:?})")).unwrap_or_default()
+}
+
+fn env_target(var: &str) -> Option<(&'static str, String)> {
+    let rest = var.strip_prefix("CENTILE_")?;
+    ENV_SECTIONS.iter().find_map(|(prefix, section)| {
+        rest.strip_prefix(prefix)
+            .filter(|key| !key.is_empty())
+            .map(|key| (*section, key.to_ascii_lowercase()))
+    })
+}
+
+fn parse_env_value(
+    var: &str,
+    raw: &str,
+    current: Option<&toml::Value>,
+) -> Result<toml::Value, RuntimeError> {
+    let fail = |expected: &str| RuntimeError::Env {
+        var: var.to_owned(),
+        reason: format!("expected {expected}, got {raw:?}"),
+    };
+    Ok(match current {
+        Some(toml::Value::Integer(_)) => {
+            toml::Value::Integer(raw.trim().parse().map_err(|_| fail("an integer"))?)
+        }
+        Some(toml::Value::Float(_)) => {
+            toml::Value::Float(raw.trim().parse().map_err(|_| fail("a number"))?)
+        }
+        Some(toml::Value::Boolean(_)) => {
+            toml::Value::Boolean(raw.trim().parse().map_err(|_| fail("true or false"))?)
+        }
+        Some(toml::Value::Array(_)) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_owned()))
+                .collect(),
+        ),
+        _ => toml::Value::String(raw.to_owned()),
+    })
+}
+
+fn merge(base: &mut toml::Value, layer: toml::Value) {
+    match (base, layer) {
+        (toml::Value::Table(base), toml::Value::Table(layer)) => {
+            for (key, value) in layer {
+                match base.get_mut(&key) {
+                    Some(existing) => merge(existing, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, layer) => *base = layer,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_documented_contract() {
+        let config = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(config.kafka.brokers, "127.0.0.1:9092");
+        assert_eq!(config.clickhouse.url, "http://127.0.0.1:8123");
+        assert_eq!(config.clickhouse.database, "centile");
+        assert_eq!(config.topics.usage, "centile.usage.v1");
+        assert_eq!(config.topics.latency, "centile.latency.v1");
+        assert_eq!(config.topics.rollups, "centile.rollups.v1");
+        assert_eq!(config.topics.dlq, "centile.dlq.v1");
+        assert_eq!(config.aggregator.emit_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn env_overrides_file_overrides_defaults() {
+        let dir = std::env::temp_dir().join(format!("centile-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("centile.toml");
+        std::fs::write(
+            &path,
+            "[kafka]\nbrokers = \"file:1\"\n[sink]\nbatch_max_wait = \"250ms\"\n[topics]\nusage = \"from-file\"\npartitions = 2\n",
+        )
+        .unwrap();
+        let config = Config::load_from(
+            Some(&path),
+            env(&[
+                ("CENTILE_KAFKA_BROKERS", "a:1,b:2"),
+                ("CENTILE_TOPIC_PARTITIONS", "6"),
+                ("CENTILE_CLICKHOUSE_PASSWORD", "12345"),
+                ("CENTILE_AGGREGATOR_PERFORMANCE_PARAMETERS", "streaming, temperature"),
+                ("CENTILE_METRICS_ADDR", "127.0.0.1:9999"),
+                ("CENTILE_STACK_DIR", "/ignored: not a config section"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.kafka.brokers, "a:1,b:2");
+        assert_eq!(config.topics.usage, "from-file");
+        assert_eq!(config.topics.partitions, 6);
+        assert_eq!(config.sink.batch_max_wait, Duration::from_millis(250));
+        assert_eq!(config.clickhouse.password.unwrap().expose(), "12345");
+        assert_eq!(config.aggregator.performance_parameters, ["streaming", "temperature"]);
+        assert_eq!(config.metrics.addr.unwrap().port(), 9999);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let err = Config::load_from(None, env(&[("CENTILE_KAFKA_BROKRES", "x")])).unwrap_err();
+        assert!(err.to_string().contains("brokres"), "{err}");
+        let err = Config::load_from(None, env(&[("CENTILE_TOPIC_PARTITIONS", "many")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable CENTILE_TOPIC_PARTITIONS: expected an integer, got \"many\""
+        );
+        let err = Config::load_from(None, env(&[("CENTILE_SINK_BATCH_MAX_WAIT", "soon")])).unwrap_err();
+        assert!(err.to_string().contains("invalid config"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let config = Config::load_from(None, env(&[("CENTILE_KAFKA_SASL_PASSWORD", "hunter2")])).unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

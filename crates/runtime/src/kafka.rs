@@ -1,0 +1,100 @@
+//! Kafka client configuration and topic creation, broker-agnostic: nothing
+//! here depends on a particular broker implementation.
+
+use std::time::Duration;
+
+use rdkafka::{
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    types::RDKafkaErrorCode,
+    ClientConfig,
+};
+
+use crate::{config::KafkaConfig, RuntimeError};
+
+/// Connection and security settings common to producers, consumers and admin.
+pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &kafka.brokers);
+    if let Some(id) = &kafka.client_id {
+        config.set("client.id", id);
+    }
+    if let Some(protocol) = &kafka.security_protocol {
+        config.set("security.protocol", protocol);
+    }
+    if let Some(mechanism) = &kafka.sasl_mechanism {
+        config.set("sasl.mechanism", mechanism);
+    }
+    if let Some(user) = &kafka.sasl_username {
+        config.set("sasl.username", user);
+    }
+    if let Some(password) = &kafka.sasl_password {
+        config.set("sasl.password", password.expose());
+    }
+    if let Some(ca) = &kafka.ssl_ca_location {
+        config.set("ssl.ca.location", ca.display().to_string());
+    }
+    for (key, value) in &kafka.extra {
+        config.set(key, value);
+    }
+    config
+}
+
+/// A producer that returns only once every replica has the message
+/// (`acks=all`), de-duplicated by the broker on retry when idempotence is on.
+pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut config = client_config(kafka);
+    config
+        .set("acks", "all")
+        .set("enable.idempotence", kafka.idempotence.to_string())
+        .set("compression.type", &kafka.compression)
+        .set("linger.ms", kafka.linger.as_millis().to_string())
+        .set("message.timeout.ms", kafka.delivery_timeout.as_millis().to_string());
+    for (key, value) in &kafka.extra {
+        config.set(key, value);
+    }
+    config
+}
+
+/// A group consumer that commits only what its caller has made durable.
+pub fn consumer_config(kafka: &KafkaConfig, group_id: &str) -> ClientConfig {
+    let mut config = client_config(kafka);
+    config
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false");
+    for (key, value) in &kafka.extra {
+        config.set(key, value);
+    }
+    config
+}
+
+/// Creates the topics that do not exist yet; existing ones are left as they are.
+pub async fn ensure_topics(
+    kafka: &KafkaConfig,
+    topics: &[&str],
+    partitions: i32,
+    replication_factor: i32,
+) -> Result<(), RuntimeError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(kafka).create()?;
+    let new_topics: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(replication_factor)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in admin.create_topics(&new_topics, &options).await? {
+        match result {
+            Ok(topic) => tracing::info!(topic, partitions, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(RuntimeError::CreateTopic {
+                    topic,
+                    reason: code.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,15 @@
+//! What every Centile service shares: layered configuration (defaults, then
+//! a TOML file, then `CENTILE_*` environment variables), tracing setup, the
+//! Prometheus registry with its `/metrics`, `/healthz` and `/readyz` server,
+//! cooperative shutdown, and Kafka client and topic setup.
+
+pub mod config;
+mod error;
+pub mod kafka;
+pub mod secret;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use config::Config;
+pub use error::RuntimeError;
+pub use secret::Secret;

@@ -1,0 +1,173 @@
+//! Tracing setup and the `/metrics`, `/healthz`, `/readyz` HTTP server.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
+
+use axum::{
+    extract::State,
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::get,
+    Json, Router,
+};
+use prometheus::{Encoder, Registry, TextEncoder};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::{fmt, EnvFilter};
+
+use crate::{config::LogConfig, Secret};
+
+/// Installs the global tracing subscriber. `RUST_LOG` overrides the config filter.
+pub fn init_tracing(config: &LogConfig) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(&config.filter));
+    let builder = fmt().with_env_filter(filter).with_target(true);
+    let result = if config.format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    // A second init (as in tests that start several services) keeps the first.
+    drop(result);
+}
+
+/// Named readiness checks; the service is ready when every one is.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness {
+    checks: Arc<Mutex<BTreeMap<&'static str, bool>>>,
+}
+
+impl Readiness {
+    pub fn set(&self, check: &'static str, ready: bool) {
+        self.checks.lock().expect("readiness lock").insert(check, ready);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        let checks = self.checks.lock().expect("readiness lock");
+        !checks.is_empty() && checks.values().all(|ready| *ready)
+    }
+
+    fn snapshot(&self) -> BTreeMap<&'static str, bool> {
+        self.checks.lock().expect("readiness lock").clone()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ServerState {
+    registry: Registry,
+    readiness: Readiness,
+    auth_token: Option<Secret>,
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    registry: Registry,
+    readiness: Readiness,
+    auth_token: Option<Secret>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let state = ServerState {
+        registry,
+        readiness,
+        auth_token,
+    };
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+async fn metrics(State(state): State<ServerState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.auth_token {
+        let expected = format!("Bearer {}", token.expose());
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes())) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "missing or wrong bearer token\n",
+            )
+                .into_response();
+        }
+    }
+    let mut body = Vec::new();
+    let encoder = TextEncoder::new();
+    if let Err(e) = encoder.encode(&state.registry.gather(), &mut body) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+    }
+    ([(header::CONTENT_TYPE, encoder.format_type().to_owned())], body).into_response()
+}
+
+async fn readyz(State(state): State<ServerState>) -> Response {
+    let status = if state.readiness.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(state.readiness.snapshot())).into_response()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn start(token: Option<&str>) -> (String, Readiness, CancellationToken) {
+        let registry = Registry::new();
+        let counter = prometheus::IntCounter::new("centile_test_events_total", "test").unwrap();
+        registry.register(Box::new(counter.clone())).unwrap();
+        counter.inc_by(7);
+        let readiness = Readiness::default();
+        let shutdown = CancellationToken::new();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(serve(
+            listener,
+            registry,
+            readiness.clone(),
+            token.map(Secret::new),
+            shutdown.clone(),
+        ));
+        (base, readiness, shutdown)
+    }
+
+    #[tokio::test]
+    async fn serves_metrics_health_and_readiness() {
+        let (base, readiness, shutdown) = start(None).await;
+        let http = reqwest::Client::new();
+        let body = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(body.contains("centile_test_events_total 7"), "{body}");
+        assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
+        assert_eq!(http.get(format!("{base}/readyz")).send().await.unwrap().status(), 503);
+        readiness.set("kafka", true);
+        assert_eq!(http.get(format!("{base}/readyz")).send().await.unwrap().status(), 200);
+        readiness.set("clickhouse", false);
+        let response = http.get(format!("{base}/readyz")).send().await.unwrap();
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.text().await.unwrap(), r#"{"clickhouse":false,"kafka":true}"#);
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn metrics_require_the_bearer_token_when_configured() {
+        let (base, _, shutdown) = start(Some("s3cret")).await;
+        let http = reqwest::Client::new();
+        let url = format!("{base}/metrics");
+        assert_eq!(http.get(&url).send().await.unwrap().status(), 401);
+        assert_eq!(http.get(&url).bearer_auth("wrong").send().await.unwrap().status(), 401);
+        assert_eq!(http.get(&url).bearer_auth("s3cret").send().await.unwrap().status(), 200);
+        shutdown.cancel();
+    }
+}
