@@ -1,0 +1,123 @@
+//! Usage panes: request counts, token sums and exact cost sums.
+
+use centile_events::{Decoded, Granularity, PaneSource, UsageEvent, UsagePane};
+
+use super::{
+    pane_id::{pane_id, version},
+    partition::{Aggregate, EmitContext, PaneKey},
+};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct UsageKey {
+    granularity: Granularity,
+    window_start: i64,
+    tenant_id: String,
+    model_id: String,
+    provider: String,
+    feature: String,
+}
+
+impl UsageKey {
+    pub fn new(granularity: Granularity, window_start: i64, e: &UsageEvent) -> Self {
+        Self {
+            granularity,
+            window_start,
+            tenant_id: e.tenant_id.clone(),
+            model_id: e.model_id.clone(),
+            provider: e.provider.clone(),
+            feature: e.feature.clone(),
+        }
+    }
+}
+
+impl PaneKey for UsageKey {
+    fn granularity(&self) -> Granularity {
+        self.granularity
+    }
+
+    fn window_start(&self) -> i64 {
+        self.window_start
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct UsageAgg {
+    first_offset: i64,
+    last_offset: i64,
+    requests: i64,
+    input_tokens_sum: i64,
+    output_tokens_sum: i64,
+    cost_usd_nanos_sum: i64,
+    dirty: bool,
+}
+
+impl UsageAgg {
+    pub fn new(first_offset: i64) -> Self {
+        Self {
+            first_offset,
+            last_offset: first_offset,
+            requests: 0,
+            input_tokens_sum: 0,
+            output_tokens_sum: 0,
+            cost_usd_nanos_sum: 0,
+            dirty: false,
+        }
+    }
+
+    pub fn add(&mut self, offset: i64, e: &UsageEvent) {
+        self.last_offset = self.last_offset.max(offset);
+        self.requests += 1;
+        self.input_tokens_sum += e.input_tokens;
+        self.output_tokens_sum += e.output_tokens;
+        self.cost_usd_nanos_sum += e.cost_usd_nanos;
+        self.dirty = true;
+    }
+}
+
+impl Aggregate for UsageAgg {
+    type Key = UsageKey;
+
+    fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
+    }
+
+    fn to_pane(&self, key: &UsageKey, ctx: &EmitContext<'_>, is_final: bool) -> Decoded {
+        let partition = ctx.partition.to_string();
+        let window_start = key.window_start.to_string();
+        let first_offset = self.first_offset.to_string();
+        Decoded::UsagePane(UsagePane {
+            pane_id: pane_id(&[
+                "usage",
+                key.granularity.as_str(),
+                &window_start,
+                &key.tenant_id,
+                &key.model_id,
+                &key.provider,
+                &key.feature,
+                ctx.topic,
+                &partition,
+                &first_offset,
+            ]),
+            version: version(self.last_offset, is_final),
+            granularity: key.granularity,
+            window_start: key.window_start,
+            window_end: key.window_end(),
+            tenant_id: key.tenant_id.clone(),
+            model_id: key.model_id.clone(),
+            provider: key.provider.clone(),
+            feature: key.feature.clone(),
+            source: PaneSource {
+                topic: ctx.topic.to_owned(),
+                partition: ctx.partition,
+                first_offset: self.first_offset,
+                last_offset: self.last_offset,
+            },
+            is_final,
+            watermark: ctx.watermark,
+            requests: self.requests,
+            input_tokens_sum: self.input_tokens_sum,
+            output_tokens_sum: self.output_tokens_sum,
+            cost_usd_nanos_sum: self.cost_usd_nanos_sum,
+        })
+    }
+}

@@ -1,0 +1,9 @@
+//! The Centile stream aggregator.
+//!
+//! [`engine`] is pure windowing logic (events in, panes out), [`merge`]
+//! combines panes as the ClickHouse views do, and [`runner`] drives the
+//! engine from Kafka: it publishes panes and commits input offsets only once
+//! the broker has acknowledged the panes that contain them.
+
+pub mod engine;
+pub mod merge;
