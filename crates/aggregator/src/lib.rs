@@ -6,4 +6,10 @@
 //! the broker has acknowledged the panes that contain them.
 
 pub mod engine;
+mod error;
 pub mod merge;
+pub mod metrics;
+mod rebalance;
+pub mod runner;
+
+pub use error::AggregatorError;

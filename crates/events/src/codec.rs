@@ -11,8 +11,8 @@ use std::io::Read;
 use apache_avro::{from_avro_datum, to_avro_datum, types::Value};
 
 use crate::{
-    schema::SchemaKind, value, DecodeError, LatencyEvent, LatencyPane, Schemas, UsageEvent,
-    UsagePane,
+    schema::SchemaKind, value, DecodeError, Event, LatencyEvent, LatencyPane, Limits, Schemas,
+    UsageEvent, UsagePane, Validate,
 };
 
 const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -46,6 +46,29 @@ impl Decoded {
             Self::LatencyPane(_) => SchemaKind::LatencyPane,
             Self::UsagePane(_) => SchemaKind::UsagePane,
         }
+    }
+
+    /// The raw event inside, validated; panes are refused.
+    pub fn into_event(self, limits: &Limits) -> Result<Event, DecodeError> {
+        match self {
+            Self::Latency(e) => e.validate(limits).map(|()| Event::Latency(e)),
+            Self::Usage(e) => e.validate(limits).map(|()| Event::Usage(e)),
+            other => Err(DecodeError::WrongTopic {
+                found: other.kind().name(),
+                expected: "raw events",
+            }),
+        }
+    }
+
+    /// The Kafka message key: messages of one tenant and model share a partition.
+    pub fn partition_key(&self) -> String {
+        let (tenant, model) = match self {
+            Self::Latency(e) => (&e.tenant_id, &e.model_id),
+            Self::Usage(e) => (&e.tenant_id, &e.model_id),
+            Self::LatencyPane(p) => (&p.tenant_id, &p.model_id),
+            Self::UsagePane(p) => (&p.tenant_id, &p.model_id),
+        };
+        format!("{tenant}/{model}")
     }
 
     fn to_value(&self) -> Value {

@@ -47,6 +47,11 @@ pub enum DecodeError {
     Datum(String),
     #[error("{0} trailing bytes after the avro datum")]
     TrailingBytes(usize),
+    #[error("a {found} does not belong on this topic, which carries {expected}")]
+    WrongTopic {
+        found: &'static str,
+        expected: &'static str,
+    },
     #[error("invalid event: {}", join(.0))]
     Invalid(Vec<FieldError>),
 }
@@ -62,6 +67,7 @@ impl DecodeError {
             Self::UnknownSchemaId(_) => "unknown_schema_id",
             Self::Datum(_) => "malformed_datum",
             Self::TrailingBytes(_) => "trailing_bytes",
+            Self::WrongTopic { .. } => "wrong_topic",
             Self::Invalid(_) => "invalid_field",
         }
     }

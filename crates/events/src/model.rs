@@ -65,13 +65,4 @@ impl Event {
             Self::Usage(e) => e.occurred_at,
         }
     }
-
-    /// The Kafka message key: events of one tenant and model share a partition.
-    pub fn partition_key(&self) -> String {
-        let (tenant, model) = match self {
-            Self::Latency(e) => (&e.tenant_id, &e.model_id),
-            Self::Usage(e) => (&e.tenant_id, &e.model_id),
-        };
-        format!("{tenant}/{model}")
-    }
 }

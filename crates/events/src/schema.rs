@@ -27,6 +27,16 @@ impl SchemaKind {
         SchemaKind::UsagePane,
     ];
 
+    /// The record's name in lowercase prose.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::LatencyEvent => "latency event",
+            Self::UsageEvent => "usage event",
+            Self::LatencyPane => "latency pane",
+            Self::UsagePane => "usage pane",
+        }
+    }
+
     fn source(self) -> &'static str {
         match self {
             Self::LatencyEvent => LATENCY_EVENT,

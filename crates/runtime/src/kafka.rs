@@ -98,3 +98,77 @@ pub async fn ensure_topics(
     }
     Ok(())
 }
+
+/// A message to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutMessage {
+    pub topic: String,
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Publishes every message and returns once the broker has acknowledged all
+/// of them, or with the first delivery error. A full local queue is waited
+/// out rather than treated as failure.
+pub async fn send_all(
+    producer: &rdkafka::producer::FutureProducer,
+    messages: &[OutMessage],
+) -> Result<(), rdkafka::error::KafkaError> {
+    use rdkafka::{
+        error::KafkaError,
+        message::{Header, OwnedHeaders},
+        producer::FutureRecord,
+        types::RDKafkaErrorCode,
+    };
+    use std::collections::VecDeque;
+
+    let mut pending = VecDeque::with_capacity(messages.len());
+    for message in messages {
+        loop {
+            let mut headers = OwnedHeaders::new_with_capacity(message.headers.len());
+            for (key, value) in &message.headers {
+                headers = headers.insert(Header {
+                    key,
+                    value: Some(value.as_bytes()),
+                });
+            }
+            let mut record = FutureRecord::<str, [u8]>::to(&message.topic)
+                .payload(&message.payload)
+                .headers(headers);
+            if let Some(key) = &message.key {
+                record = record.key(key.as_str());
+            }
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    pending.push_back(delivery);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    match pending.pop_front() {
+                        Some(oldest) => settle(oldest.await)?,
+                        None => tokio::time::sleep(Duration::from_millis(5)).await,
+                    }
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+    for delivery in pending {
+        settle(delivery.await)?;
+    }
+    Ok(())
+}
+
+fn settle(
+    outcome: Result<
+        rdkafka::producer::future_producer::OwnedDeliveryResult,
+        futures::channel::oneshot::Canceled,
+    >,
+) -> Result<(), rdkafka::error::KafkaError> {
+    match outcome {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((e, _))) => Err(e),
+        Err(_) => Err(rdkafka::error::KafkaError::Canceled),
+    }
+}

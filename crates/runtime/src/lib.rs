@@ -7,6 +7,7 @@ pub mod config;
 mod error;
 pub mod kafka;
 pub mod secret;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -1,0 +1,78 @@
+//! The aggregator's Prometheus metrics. Labels are bounded: kinds, reasons,
+//! and the topic/partition pairs this instance is assigned.
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+#[derive(Debug, Clone)]
+pub struct AggregatorMetrics {
+    pub events: IntCounterVec,
+    pub rejected: IntCounterVec,
+    pub late_events: IntCounter,
+    pub panes_emitted: IntCounterVec,
+    pub open_panes: IntGauge,
+    pub watermark: IntGaugeVec,
+    pub committed_offset: IntGaugeVec,
+    pub flush_duration: Histogram,
+    pub publish_retries: IntCounter,
+}
+
+impl AggregatorMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let metrics = Self {
+            events: IntCounterVec::new(
+                Opts::new("centile_aggregator_events_total", "Valid raw events aggregated, by kind."),
+                &["kind"],
+            )?,
+            rejected: IntCounterVec::new(
+                Opts::new(
+                    "centile_aggregator_rejected_messages_total",
+                    "Raw messages skipped because they could not be decoded or validated (the sink dead-letters them), by reason.",
+                ),
+                &["reason"],
+            )?,
+            late_events: IntCounter::new(
+                "centile_aggregator_late_events_total",
+                "Events that arrived after at least one of their windows was final; they form new panes.",
+            )?,
+            panes_emitted: IntCounterVec::new(
+                Opts::new("centile_aggregator_panes_emitted_total", "Rollup panes published, by kind and finality."),
+                &["kind", "final"],
+            )?,
+            open_panes: IntGauge::new("centile_aggregator_open_panes", "Panes held in memory.")?,
+            watermark: IntGaugeVec::new(
+                Opts::new(
+                    "centile_aggregator_watermark_seconds",
+                    "Event-time watermark per source partition, as a Unix timestamp.",
+                ),
+                &["topic", "partition"],
+            )?,
+            committed_offset: IntGaugeVec::new(
+                Opts::new(
+                    "centile_aggregator_committed_offset",
+                    "Next input offset committed per source partition.",
+                ),
+                &["topic", "partition"],
+            )?,
+            flush_duration: Histogram::with_opts(HistogramOpts::new(
+                "centile_aggregator_flush_duration_seconds",
+                "Time to publish a flush's panes and commit its offsets.",
+            ))?,
+            publish_retries: IntCounter::new(
+                "centile_aggregator_publish_retries_total",
+                "Times a flush was re-published after the broker failed to acknowledge it.",
+            )?,
+        };
+        registry.register(Box::new(metrics.events.clone()))?;
+        registry.register(Box::new(metrics.rejected.clone()))?;
+        registry.register(Box::new(metrics.late_events.clone()))?;
+        registry.register(Box::new(metrics.panes_emitted.clone()))?;
+        registry.register(Box::new(metrics.open_panes.clone()))?;
+        registry.register(Box::new(metrics.watermark.clone()))?;
+        registry.register(Box::new(metrics.committed_offset.clone()))?;
+        registry.register(Box::new(metrics.flush_duration.clone()))?;
+        registry.register(Box::new(metrics.publish_retries.clone()))?;
+        Ok(metrics)
+    }
+}
