@@ -190,6 +190,8 @@ impl Default for AggregatorConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SinkConfig {
     pub group_id: String,
+    /// Apply pending ClickHouse migrations when `run` starts.
+    pub auto_migrate: bool,
     /// A batch is written when it holds this many rows...
     pub batch_max_rows: usize,
     /// ...or when its oldest row has waited this long.
@@ -205,6 +207,7 @@ impl Default for SinkConfig {
     fn default() -> Self {
         Self {
             group_id: "centile-sink".into(),
+            auto_migrate: true,
             batch_max_rows: 20_000,
             batch_max_wait: Duration::from_millis(500),
             retry_initial_backoff: Duration::from_millis(200),

@@ -1,0 +1,17 @@
+//! The Centile sink: lands raw events and rollup panes in ClickHouse.
+//!
+//! Split by role: [`rows`] encodes messages as table rows, [`batch`] groups
+//! them by size or age, [`writer`] inserts them, [`migrate`] owns the
+//! schema, [`dlq`] shapes dead letters, and [`runner`] ties them to Kafka.
+
+pub mod batch;
+pub mod client;
+pub mod dlq;
+mod error;
+pub mod metrics;
+pub mod migrate;
+pub mod rows;
+pub mod runner;
+pub mod writer;
+
+pub use error::SinkError;

@@ -1,0 +1,260 @@
+//! Versioned, idempotent ClickHouse migrations from `schemas/clickhouse`.
+//!
+//! Each file is applied once and recorded in `<database>.schema_migrations`
+//! with its checksum; a recorded file that later changes is an error. A file
+//! whose first line is `-- centile:min-server-version X.Y` is applied only on
+//! servers at least that version (TTL, for example, needs 19.6), and is
+//! applied by a later `migrate` once the server has been upgraded.
+
+use clickhouse::{Client, Row};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::{client::server_client, SinkError};
+use centile_runtime::config::ClickHouseConfig;
+
+/// A migration file, embedded at build time.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: u32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+macro_rules! migration {
+    ($version:expr, $file:literal) => {
+        Migration {
+            version: $version,
+            name: $file,
+            sql: include_str!(concat!("../../../schemas/clickhouse/", $file)),
+        }
+    };
+}
+
+pub const MIGRATIONS: &[Migration] = &[
+    migration!(1, "0001_raw_events.sql"),
+    migration!(2, "0002_panes.sql"),
+    migration!(3, "0003_views.sql"),
+    migration!(4, "0004_raw_events_ttl.sql"),
+];
+
+const MIN_VERSION_MARKER: &str = "-- centile:min-server-version";
+
+/// What `migrate` did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MigrationReport {
+    pub server_version: String,
+    pub applied: Vec<&'static str>,
+    pub already_applied: Vec<&'static str>,
+    /// Waiting for a newer server, with the version each needs.
+    pub deferred: Vec<(&'static str, String)>,
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct Applied {
+    version: u32,
+    checksum: String,
+}
+
+impl Migration {
+    pub fn checksum(&self) -> String {
+        hex::encode(&Sha256::digest(self.sql.as_bytes())[..8])
+    }
+
+    pub fn min_server_version(&self) -> Option<&'static str> {
+        self.sql
+            .lines()
+            .next()
+            .and_then(|line| line.strip_prefix(MIN_VERSION_MARKER))
+            .map(str::trim)
+    }
+
+    /// The statements, with placeholders filled in.
+    pub fn statements(&self, database: &str, retention_days: u32) -> Vec<String> {
+        split_statements(self.sql)
+            .into_iter()
+            .map(|s| {
+                s.replace("${database}", database)
+                    .replace("${raw_retention_days}", &retention_days.to_string())
+            })
+            .collect()
+    }
+}
+
+/// Splits on lines ending in `;`, dropping chunks that hold only comments.
+pub fn split_statements(sql: &str) -> Vec<String> {
+    let mut statements = Vec::new();
+    let mut current = String::new();
+    for line in sql.lines() {
+        current.push_str(line);
+        current.push('\n');
+        if line.trim_end().ends_with(';') {
+            push_statement(&mut statements, &current);
+            current.clear();
+        }
+    }
+    push_statement(&mut statements, &current);
+    statements
+}
+
+fn push_statement(statements: &mut Vec<String>, chunk: &str) {
+    let has_code = chunk
+        .lines()
+        .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"));
+    if has_code {
+        statements.push(chunk.trim().trim_end_matches(';').trim_end().to_owned());
+    }
+}
+
+/// Compares dotted versions numerically; missing parts count as zero.
+pub fn version_at_least(server: &str, required: &str) -> bool {
+    let parse = |v: &str| -> Vec<u64> {
+        v.split('.')
+            .map(|p| p.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(0))
+            .collect()
+    };
+    let (server, required) = (parse(server), parse(required));
+    let len = server.len().max(required.len());
+    let pad = |v: &[u64]| (0..len).map(|i| v.get(i).copied().unwrap_or(0)).collect::<Vec<_>>();
+    pad(&server) >= pad(&required)
+}
+
+pub fn check_database_name(name: &str) -> Result<(), SinkError> {
+    let mut chars = name.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(SinkError::DatabaseName(name.to_owned()))
+    }
+}
+
+/// Creates the database if needed and applies every pending migration.
+pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport, SinkError> {
+    let database = &config.database;
+    check_database_name(database)?;
+    let client = server_client(config);
+    client
+        .query(&format!("CREATE DATABASE IF NOT EXISTS {database}"))
+        .execute()
+        .await?;
+    client
+        .query(&format!(
+            "CREATE TABLE IF NOT EXISTS {database}.schema_migrations \
+             (version UInt32, name String, checksum String, applied_at DateTime('UTC')) \
+             ENGINE = MergeTree ORDER BY version"
+        ))
+        .execute()
+        .await?;
+    let server_version: String = client.query("SELECT version()").fetch_one().await?;
+    let applied: Vec<Applied> = client
+        .query(&format!("SELECT version, checksum FROM {database}.schema_migrations"))
+        .fetch_all()
+        .await?;
+
+    let mut report = MigrationReport {
+        server_version: server_version.clone(),
+        ..MigrationReport::default()
+    };
+    for migration in MIGRATIONS {
+        if let Some(recorded) = applied.iter().find(|a| a.version == migration.version) {
+            if recorded.checksum != migration.checksum() {
+                return Err(SinkError::MigrationChanged {
+                    name: migration.name.to_owned(),
+                    recorded: recorded.checksum.clone(),
+                    current: migration.checksum(),
+                });
+            }
+            report.already_applied.push(migration.name);
+            continue;
+        }
+        if let Some(required) = migration.min_server_version() {
+            if !version_at_least(&server_version, required) {
+                tracing::info!(migration = migration.name, server = %server_version, required, "deferred until the server is upgraded");
+                report.deferred.push((migration.name, required.to_owned()));
+                continue;
+            }
+        }
+        apply(&client, migration, database, config.raw_retention_days).await?;
+        report.applied.push(migration.name);
+    }
+    Ok(report)
+}
+
+async fn apply(client: &Client, migration: &Migration, database: &str, retention_days: u32) -> Result<(), SinkError> {
+    let failed = |source| SinkError::Migration {
+        name: migration.name.to_owned(),
+        source,
+    };
+    for statement in migration.statements(database, retention_days) {
+        client.query(&statement).execute().await.map_err(failed)?;
+    }
+    client
+        .query(&format!(
+            "INSERT INTO {database}.schema_migrations (version, name, checksum, applied_at) \
+             VALUES (?, ?, ?, now())"
+        ))
+        .bind(migration.version)
+        .bind(migration.name)
+        .bind(migration.checksum())
+        .execute()
+        .await
+        .map_err(failed)?;
+    tracing::info!(migration = migration.name, "applied");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_schema_file_is_a_migration_in_order() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/clickhouse");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let listed: Vec<&str> = MIGRATIONS.iter().map(|m| m.name).collect();
+        assert_eq!(files, listed);
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1);
+            assert!(m.name.starts_with(&format!("{:04}_", m.version)));
+        }
+    }
+
+    #[test]
+    fn statements_split_on_semicolon_lines_and_fill_placeholders() {
+        let sql = "-- header;\n-- only comments\nCREATE TABLE ${database}.a (x UInt8)\nENGINE = Memory;\n\n-- c\nALTER TABLE ${database}.a MODIFY TTL d + toIntervalDay(${raw_retention_days});\n-- trailing\n";
+        let m = Migration { version: 9, name: "x", sql };
+        assert_eq!(
+            m.statements("db1", 30),
+            [
+                "-- only comments\nCREATE TABLE db1.a (x UInt8)\nENGINE = Memory",
+                "-- c\nALTER TABLE db1.a MODIFY TTL d + toIntervalDay(30)"
+            ]
+        );
+    }
+
+    #[test]
+    fn version_gate_compares_numerically() {
+        assert!(version_at_least("26.9.2.1", "19.6"));
+        assert!(version_at_least("19.6", "19.6"));
+        assert!(!version_at_least("18.16.1", "19.6"));
+        assert!(!version_at_least("9.99", "19.6"));
+        let ttl = MIGRATIONS.iter().find(|m| m.name.contains("ttl")).unwrap();
+        assert_eq!(ttl.min_server_version(), Some("19.6"));
+        assert!(MIGRATIONS.iter().filter(|m| !m.name.contains("ttl")).all(|m| m.min_server_version().is_none()));
+    }
+
+    #[test]
+    fn database_names_are_checked_before_use_in_sql() {
+        assert!(check_database_name("centile_test_01").is_ok());
+        for bad in ["", "1abc", "a;DROP", "a.b", "a-b"] {
+            assert!(check_database_name(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! Drives the sink: consume, batch, write, then commit.
+//!
+//! Offsets are committed only after ClickHouse acknowledged every row of the
+//! batch and the broker acknowledged every dead letter. While ClickHouse is
+//! down the batch is retried with backoff and nothing more is consumed, so
+//! memory stays bounded and nothing is dropped.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use centile_events::{decode, DecodeError, Decoded, Limits, ParameterHasher, Schemas, Validate};
+use centile_runtime::{
+    kafka::{consumer_config, ensure_topics, producer_config, send_all},
+    telemetry::Readiness,
+    Config,
+};
+use rdkafka::{
+    consumer::{CommitMode, Consumer, StreamConsumer},
+    message::BorrowedMessage,
+    producer::FutureProducer,
+    Message, Offset, TopicPartitionList,
+};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    batch::Batch,
+    client::database_client,
+    dlq::{dead_letter, Origin},
+    metrics::SinkMetrics,
+    migrate::migrate,
+    rows::{LatencyEventRow, LatencyPaneRow, UsageEventRow, UsagePaneRow},
+    writer::Writer,
+    SinkError,
+};
+
+/// How long the final flush may keep retrying after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+struct Sink<'a> {
+    config: &'a Config,
+    metrics: &'a SinkMetrics,
+    readiness: Readiness,
+    schemas: Schemas,
+    limits: Limits,
+    hasher: ParameterHasher,
+    writer: Writer,
+    producer: FutureProducer,
+}
+
+/// Runs until `shutdown` is cancelled, then writes and commits what it holds.
+pub async fn run(
+    config: &Config,
+    metrics: &SinkMetrics,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> Result<(), SinkError> {
+    if config.sink.auto_migrate {
+        let report = with_backoff(config, &shutdown, "migrations", || migrate(&config.clickhouse)).await?;
+        tracing::info!(applied = ?report.applied, deferred = ?report.deferred, server = %report.server_version, "schema up to date");
+    }
+    readiness.set("clickhouse", true);
+    let topics = &config.topics;
+    if topics.create_missing {
+        ensure_topics(
+            &config.kafka,
+            &[&topics.latency, &topics.usage, &topics.rollups, &topics.dlq],
+            topics.partitions,
+            topics.replication_factor,
+        )
+        .await?;
+    }
+    let consumer: StreamConsumer = consumer_config(&config.kafka, &config.sink.group_id).create()?;
+    consumer.subscribe(&[&topics.latency, &topics.usage, &topics.rollups])?;
+    readiness.set("kafka", true);
+
+    let sink = Sink {
+        config,
+        metrics,
+        readiness: readiness.clone(),
+        schemas: Schemas::new(),
+        limits: Limits::default(),
+        hasher: ParameterHasher::new(config.aggregator.performance_parameters.iter().cloned()),
+        writer: Writer::new(database_client(&config.clickhouse), metrics.clone()),
+        producer: producer_config(&config.kafka).create()?,
+    };
+    let mut batch = Batch::default();
+    loop {
+        let deadline = batch.deadline(config.sink.batch_max_wait);
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            () = sleep_until(deadline) => {
+                batch = sink.flush(&consumer, batch, &shutdown).await?;
+            }
+            message = consumer.recv() => match message {
+                Ok(message) => {
+                    sink.add(&message, &mut batch);
+                    if batch.is_full(config.sink.batch_max_rows) {
+                        batch = sink.flush(&consumer, batch, &shutdown).await?;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "kafka consumer error"),
+            },
+        }
+    }
+    tracing::info!(messages = batch.messages(), "writing the open batch before exit");
+    let grace = CancellationToken::new();
+    let timer = grace.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+        timer.cancel();
+    });
+    sink.flush(&consumer, batch, &grace).await?;
+    readiness.set("kafka", false);
+    Ok(())
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Retries `attempt` with exponential backoff until it succeeds or `stop` is cancelled.
+async fn with_backoff<T, E, F, Fut>(
+    config: &Config,
+    stop: &CancellationToken,
+    what: &str,
+    mut attempt: F,
+) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut backoff = config.sink.retry_initial_backoff;
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(e) if stop.is_cancelled() => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "{what} failed, retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = stop.cancelled() => {}
+                }
+                backoff = (backoff * 2).min(config.sink.retry_max_backoff);
+            }
+        }
+    }
+}
+
+impl Sink<'_> {
+    fn add(&self, message: &BorrowedMessage<'_>, batch: &mut Batch) {
+        let topics = &self.config.topics;
+        let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
+        batch.track(topic, partition, offset);
+        let payload = message.payload().unwrap_or_default();
+        let role = if topic == topics.rollups {
+            "rollups"
+        } else if topic == topics.latency {
+            "latency"
+        } else {
+            "usage"
+        };
+        self.metrics.messages.with_label_values(&[role]).inc();
+        let now = now_ms();
+        let outcome = decode(&self.schemas, payload).and_then(|decoded| match (role, decoded) {
+            ("rollups", Decoded::LatencyPane(p)) => {
+                batch.push_latency_pane(LatencyPaneRow::new(p, now));
+                Ok(())
+            }
+            ("rollups", Decoded::UsagePane(p)) => {
+                batch.push_usage_pane(UsagePaneRow::new(p, now));
+                Ok(())
+            }
+            ("rollups", other) => Err(DecodeError::WrongTopic {
+                found: other.kind().name(),
+                expected: "rollup panes",
+            }),
+            (_, Decoded::Latency(e)) => e.validate(&self.limits).map(|()| {
+                batch
+                    .latency_events
+                    .push(LatencyEventRow::new(e, &self.hasher, partition, offset, now));
+            }),
+            (_, Decoded::Usage(e)) => e.validate(&self.limits).map(|()| {
+                batch.usage_events.push(UsageEventRow::new(e, partition, offset, now));
+            }),
+            (_, other) => Err(DecodeError::WrongTopic {
+                found: other.kind().name(),
+                expected: "raw events",
+            }),
+        });
+        if let Err(error) = outcome {
+            tracing::warn!(topic, partition, offset, reason = %error, "dead-lettering message");
+            self.metrics.dead_letters.with_label_values(&[error.kind()]).inc();
+            let origin = Origin {
+                topic,
+                partition,
+                offset,
+                key: message.key(),
+            };
+            batch.dead_letters.push(dead_letter(
+                &topics.dlq,
+                &self.config.sink.group_id,
+                origin,
+                payload,
+                &error,
+                now,
+            ));
+        }
+    }
+
+    /// Writes the batch, retrying until it is durable or `stop` fires, then
+    /// commits its offsets. Returns a fresh batch.
+    async fn flush(
+        &self,
+        consumer: &StreamConsumer,
+        batch: Batch,
+        stop: &CancellationToken,
+    ) -> Result<Batch, SinkError> {
+        if batch.is_empty() {
+            return Ok(batch);
+        }
+        let started = Instant::now();
+        if !batch.dead_letters.is_empty() {
+            with_backoff(self.config, stop, "publishing dead letters", || {
+                send_all(&self.producer, &batch.dead_letters)
+            })
+            .await?;
+        }
+        let written = with_backoff(self.config, stop, "clickhouse insert", || async {
+            let result = self.writer.write(&batch).await;
+            let up = result.is_ok();
+            self.metrics.clickhouse_up.set(i64::from(up));
+            self.readiness.set("clickhouse", up);
+            result
+        })
+        .await;
+        written.map_err(SinkError::Unwritten)?;
+
+        let mut list = TopicPartitionList::new();
+        for (topic, partition, next) in batch.next_offsets() {
+            list.add_partition_offset(topic, partition, Offset::Offset(next))?;
+        }
+        match consumer.commit(&list, CommitMode::Sync) {
+            Ok(()) => {
+                for (topic, partition, next) in batch.next_offsets() {
+                    self.metrics
+                        .committed_offset
+                        .with_label_values(&[topic, &partition.to_string()])
+                        .set(next);
+                }
+            }
+            // Rows are durable and idempotent; uncommitted input is simply read again.
+            Err(e) => tracing::warn!(error = %e, "offset commit failed"),
+        }
+        self.metrics.batch_messages.observe(batch.messages() as f64);
+        self.metrics
+            .flush_duration
+            .observe(started.elapsed().as_secs_f64());
+        Ok(Batch::default())
+    }
+}
