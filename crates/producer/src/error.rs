@@ -1,0 +1,14 @@
+//! The producer's error type.
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProducerError {
+    #[error("event {index} refused: {error}")]
+    Invalid {
+        index: usize,
+        error: centile_events::DecodeError,
+    },
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Runtime(#[from] centile_runtime::RuntimeError),
+}
