@@ -13,7 +13,9 @@ use std::{
 
 use centile_events::{decode, encode, Decoded, Limits, ParameterHasher, Schemas};
 use centile_runtime::{
-    kafka::{consumer_config, ensure_topics, producer_config, send_all, OutMessage},
+    kafka::{
+        consumer_config, ensure_topics, producer_config, release_consumer, send_all, OutMessage,
+    },
     telemetry::Readiness,
     Config,
 };
@@ -102,6 +104,7 @@ pub async fn run(
     tracing::info!("flushing open windows before exit");
     runner.emit(&consumer, &CancellationToken::new()).await?;
     readiness.set("kafka", false);
+    release_consumer(consumer);
     Ok(())
 }
 

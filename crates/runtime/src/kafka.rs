@@ -172,3 +172,15 @@ fn settle(
         Err(_) => Err(rdkafka::error::KafkaError::Canceled),
     }
 }
+
+/// Leaves the consumer group and releases the consumer without destroying
+/// it: destroying a subscribed librdkafka consumer can block forever in
+/// `rd_kafka_destroy` (seen against Tansu), which would turn a clean
+/// shutdown into a hang. Called once, as the process is about to exit.
+pub fn release_consumer<C: rdkafka::consumer::ConsumerContext + 'static>(
+    consumer: rdkafka::consumer::StreamConsumer<C>,
+) {
+    use rdkafka::consumer::Consumer;
+    consumer.unsubscribe();
+    std::mem::forget(consumer);
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use centile_events::{decode, DecodeError, Decoded, Limits, ParameterHasher, Schemas, Validate};
 use centile_runtime::{
-    kafka::{consumer_config, ensure_topics, producer_config, send_all},
+    kafka::{consumer_config, ensure_topics, producer_config, release_consumer, send_all},
     telemetry::Readiness,
     Config,
 };
@@ -118,6 +118,7 @@ pub async fn run(
     });
     sink.flush(&consumer, batch, &grace).await?;
     readiness.set("kafka", false);
+    release_consumer(consumer);
     Ok(())
 }
 

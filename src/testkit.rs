@@ -1,0 +1,281 @@
+//! Isolated environments on the real local broker and ClickHouse, service
+//! processes that can be stopped with SIGTERM or SIGKILL, and polling helpers.
+
+use std::{
+    future::Future,
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use centile_producer::EventPublisher;
+use centile_runtime::{kafka::ensure_topics, Config};
+use rdkafka::{
+    consumer::{BaseConsumer, Consumer},
+    message::OwnedMessage,
+    Offset, TopicPartitionList,
+};
+
+/// Topics, groups and a database of one's own, on the shared servers.
+#[derive(Debug, Clone)]
+pub struct TestEnv {
+    pub id: String,
+    pub config: Config,
+    overrides: Vec<(String, String)>,
+}
+
+impl TestEnv {
+    pub fn new(name: &str) -> Self {
+        let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+        let id = format!("{name}_{suffix}");
+        let mut config = Config::load(None).expect("default config loads");
+        config.topics.usage = format!("{id}.usage");
+        config.topics.latency = format!("{id}.latency");
+        config.topics.rollups = format!("{id}.rollups");
+        config.topics.dlq = format!("{id}.dlq");
+        config.clickhouse.database = format!("t_{id}");
+        config.aggregator.group_id = format!("{id}.aggregator");
+        config.sink.group_id = format!("{id}.sink");
+        config.aggregator.emit_interval = Duration::from_millis(500);
+        config.aggregator.allowed_lateness = Duration::from_secs(5);
+        config.aggregator.idle_timeout = Duration::from_secs(3);
+        config.sink.batch_max_wait = Duration::from_millis(300);
+        Self {
+            id,
+            config,
+            overrides: Vec::new(),
+        }
+    }
+
+    /// The environment a service process needs to join this test's world.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let c = &self.config;
+        let mut env: Vec<(String, String)> = [
+            ("CENTILE_KAFKA_BROKERS", c.kafka.brokers.clone()),
+            ("CENTILE_TOPIC_USAGE", c.topics.usage.clone()),
+            ("CENTILE_TOPIC_LATENCY", c.topics.latency.clone()),
+            ("CENTILE_TOPIC_ROLLUPS", c.topics.rollups.clone()),
+            ("CENTILE_TOPIC_DLQ", c.topics.dlq.clone()),
+            ("CENTILE_CLICKHOUSE_URL", c.clickhouse.url.clone()),
+            ("CENTILE_CLICKHOUSE_DATABASE", c.clickhouse.database.clone()),
+            ("CENTILE_AGGREGATOR_GROUP_ID", c.aggregator.group_id.clone()),
+            ("CENTILE_SINK_GROUP_ID", c.sink.group_id.clone()),
+            ("CENTILE_AGGREGATOR_EMIT_INTERVAL", humantime(c.aggregator.emit_interval)),
+            ("CENTILE_AGGREGATOR_ALLOWED_LATENESS", humantime(c.aggregator.allowed_lateness)),
+            ("CENTILE_AGGREGATOR_IDLE_TIMEOUT", humantime(c.aggregator.idle_timeout)),
+            ("CENTILE_SINK_BATCH_MAX_WAIT", humantime(c.sink.batch_max_wait)),
+            ("RUST_LOG", "info".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        env.extend(self.overrides.iter().cloned());
+        env
+    }
+
+    /// Adds an environment variable for the services this env spawns.
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.overrides.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// Creates this test's topics.
+    pub async fn create_topics(&self) {
+        let t = &self.config.topics;
+        ensure_topics(
+            &self.config.kafka,
+            &[&t.latency, &t.usage, &t.rollups, &t.dlq],
+            t.partitions,
+            t.replication_factor,
+        )
+        .await
+        .expect("topics can be created on the local broker (is `deploy/local/stack up` running?)");
+    }
+
+    pub async fn publisher(&self) -> EventPublisher {
+        self.create_topics().await;
+        EventPublisher::new(&self.config.kafka, &self.config.topics).expect("publisher")
+    }
+
+    /// A ClickHouse client bound to this test's database.
+    pub fn clickhouse(&self) -> clickhouse::Client {
+        centile_sink::client::database_client(&self.config.clickhouse)
+    }
+
+    /// Runs `sql` and returns its single unsigned result, or `None` on error
+    /// (for example before the tables exist).
+    pub async fn query_u64(&self, sql: &str) -> Option<u64> {
+        self.clickhouse().query(sql).fetch_one::<u64>().await.ok()
+    }
+
+    /// Starts a service binary with this env, logging to `target/test-logs`.
+    pub fn spawn(&self, bin: &str, args: &[&str]) -> Service {
+        let metrics_port = free_port();
+        let log_dir = workspace_root().join("target/test-logs");
+        std::fs::create_dir_all(&log_dir).expect("log dir");
+        let log_path = log_dir.join(format!("{}-{bin}-{metrics_port}.log", self.id));
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let child = Command::new(bin_path(bin))
+            .args(args)
+            .envs(self.env())
+            .env("CENTILE_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        Service {
+            name: bin.to_owned(),
+            child: Some(child),
+            metrics_port,
+            log_path,
+        }
+    }
+
+    /// Reads every message of `topic` from the beginning.
+    pub fn read_topic(&self, topic: &str, timeout: Duration) -> Vec<OwnedMessage> {
+        let consumer: BaseConsumer = centile_runtime::kafka::consumer_config(&self.config.kafka, &format!("{}.reader", self.id))
+            .create()
+            .expect("reader");
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata");
+        let mut assignment = TopicPartitionList::new();
+        for partition in metadata.topics()[0].partitions() {
+            assignment
+                .add_partition_offset(topic, partition.id(), Offset::Beginning)
+                .expect("assignment");
+        }
+        consumer.assign(&assignment).expect("assign");
+        let deadline = Instant::now() + timeout;
+        let mut messages = Vec::new();
+        while Instant::now() < deadline {
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+                messages.push(message.detach());
+            }
+        }
+        messages
+    }
+}
+
+fn humantime(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
+/// A running service process; killed when dropped.
+#[derive(Debug)]
+pub struct Service {
+    pub name: String,
+    child: Option<Child>,
+    pub metrics_port: u16,
+    pub log_path: PathBuf,
+}
+
+impl Service {
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("service is running");
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{} did not exit within {timeout:?} of SIGTERM; log: {}", self.name, self.log_path.display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Scrapes the service's `/metrics`.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
+            .await
+            .expect("metrics endpoint answers")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The value of a counter or gauge line `name{labels} value` in a scrape.
+pub fn metric_value(scrape: &str, name_and_labels: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+static BUILD: Mutex<()> = Mutex::new(());
+
+/// The path of a workspace binary, built on first use if missing.
+pub fn bin_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|p| p.parent()).expect("target profile dir");
+    let path = dir.join(name);
+    let _guard = BUILD.lock().unwrap_or_else(|p| p.into_inner());
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--bin", name])
+            .current_dir(workspace_root())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building {name} failed");
+    }
+    path
+}
+
+/// Polls `check` every 500 ms until it yields a value or `timeout` passes.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
