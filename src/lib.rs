@@ -6,3 +6,4 @@
 //! and one ClickHouse server (`deploy/local/stack up`).
 
 pub mod testkit;
+pub mod truth;

@@ -6,7 +6,7 @@ use std::{
     net::TcpListener,
     path::PathBuf,
     process::{Child, Command, ExitStatus, Stdio},
-    sync::Mutex,
+    sync::OnceLock,
     time::{Duration, Instant},
 };
 
@@ -237,24 +237,25 @@ pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-static BUILD: Mutex<()> = Mutex::new(());
+static BUILT: OnceLock<()> = OnceLock::new();
 
-/// The path of a workspace binary, built on first use if missing.
+/// The path of a workspace binary, rebuilt once per test process so a test
+/// never runs a stale service.
 pub fn bin_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(|p| p.parent()).expect("target profile dir");
-    let path = dir.join(name);
-    let _guard = BUILD.lock().unwrap_or_else(|p| p.into_inner());
-    if !path.exists() {
+    BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let release = dir.ends_with("release").then_some("--release");
         let status = Command::new(cargo)
-            .args(["build", "--bin", name])
+            .args(["build", "--workspace", "--bins"])
+            .args(release)
             .current_dir(workspace_root())
             .status()
             .expect("cargo runs");
-        assert!(status.success(), "building {name} failed");
-    }
-    path
+        assert!(status.success(), "building the service binaries failed");
+    });
+    dir.join(name)
 }
 
 /// Polls `check` every 500 ms until it yields a value or `timeout` passes.

@@ -88,24 +88,34 @@ pub async fn run(
         tracker,
         last_input: HashMap::new(),
     };
-    let mut tick = tokio::time::interval(config.aggregator.emit_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            _ = tick.tick() => runner.emit(&consumer, &shutdown).await?,
-            message = consumer.recv() => match message {
-                Ok(message) => runner.ingest(&message),
-                Err(e) => tracing::warn!(error = %e, "kafka consumer error"),
-            },
-        }
-    }
-    tracing::info!("flushing open windows before exit");
-    runner.emit(&consumer, &CancellationToken::new()).await?;
+    let result = runner.consume(&consumer, &shutdown).await;
     readiness.set("kafka", false);
     release_consumer(consumer);
-    Ok(())
+    result
+}
+
+impl Runner<'_> {
+    async fn consume(
+        &mut self,
+        consumer: &StreamConsumer<RebalanceTracker>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), AggregatorError> {
+        let mut tick = tokio::time::interval(self.config.aggregator.emit_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                _ = tick.tick() => self.emit(consumer, shutdown).await?,
+                message = consumer.recv() => match message {
+                    Ok(message) => self.ingest(&message),
+                    Err(e) => tracing::warn!(error = %e, "kafka consumer error"),
+                },
+            }
+        }
+        tracing::info!("flushing open windows before exit");
+        self.emit(consumer, &CancellationToken::new()).await
+    }
 }
 
 impl Runner<'_> {

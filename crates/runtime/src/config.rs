@@ -178,7 +178,7 @@ impl Default for AggregatorConfig {
             emit_interval: Duration::from_secs(1),
             allowed_lateness: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
-            tdigest_compression: 500,
+            tdigest_compression: 1000,
             performance_parameters: ["thinking_mode", "use_websearch", "streaming", "max_tokens", "temperature"]
                 .map(String::from)
                 .to_vec(),

@@ -89,37 +89,10 @@ pub async fn run(
         writer: Writer::new(database_client(&config.clickhouse), metrics.clone()),
         producer: producer_config(&config.kafka).create()?,
     };
-    let mut batch = Batch::default();
-    loop {
-        let deadline = batch.deadline(config.sink.batch_max_wait);
-        tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            () = sleep_until(deadline) => {
-                batch = sink.flush(&consumer, batch, &shutdown).await?;
-            }
-            message = consumer.recv() => match message {
-                Ok(message) => {
-                    sink.add(&message, &mut batch);
-                    if batch.is_full(config.sink.batch_max_rows) {
-                        batch = sink.flush(&consumer, batch, &shutdown).await?;
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "kafka consumer error"),
-            },
-        }
-    }
-    tracing::info!(messages = batch.messages(), "writing the open batch before exit");
-    let grace = CancellationToken::new();
-    let timer = grace.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
-        timer.cancel();
-    });
-    sink.flush(&consumer, batch, &grace).await?;
+    let result = sink.consume(&consumer, &shutdown).await;
     readiness.set("kafka", false);
     release_consumer(consumer);
-    Ok(())
+    result
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -159,6 +132,38 @@ where
 }
 
 impl Sink<'_> {
+    async fn consume(&self, consumer: &StreamConsumer, shutdown: &CancellationToken) -> Result<(), SinkError> {
+        let settings = &self.config.sink;
+        let mut batch = Batch::default();
+        loop {
+            let deadline = batch.deadline(settings.batch_max_wait);
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                () = sleep_until(deadline) => {
+                    batch = self.flush(consumer, batch, shutdown).await?;
+                }
+                message = consumer.recv() => match message {
+                    Ok(message) => {
+                        self.add(&message, &mut batch);
+                        if batch.is_full(settings.batch_max_rows) {
+                            batch = self.flush(consumer, batch, shutdown).await?;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "kafka consumer error"),
+                },
+            }
+        }
+        tracing::info!(messages = batch.messages(), "writing the open batch before exit");
+        let grace = CancellationToken::new();
+        let timer = grace.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+            timer.cancel();
+        });
+        self.flush(consumer, batch, &grace).await.map(drop)
+    }
+
     fn add(&self, message: &BorrowedMessage<'_>, batch: &mut Batch) {
         let topics = &self.config.topics;
         let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());

@@ -34,7 +34,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             allowed_lateness_ms: 10_000,
-            tdigest_compression: 500,
+            tdigest_compression: 1000,
             parameters: ParameterHasher::default(),
             granularities: Granularity::ALL.to_vec(),
         }

@@ -1,0 +1,293 @@
+//! Exact answers computed from the raw events a test published, and the
+//! comparison of ClickHouse's views against them.
+
+use std::collections::BTreeMap;
+
+use centile_events::{Event, Granularity, ParameterHasher};
+use clickhouse::Row;
+use serde::Deserialize;
+
+/// A latency view row's identity.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LatencyKey {
+    pub window_start: u32,
+    pub tenant_id: String,
+    pub model_id: String,
+    pub provider: String,
+    pub tool: String,
+    pub parameter_hash: String,
+}
+
+/// A usage view row's identity.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UsageKey {
+    pub window_start: u32,
+    pub tenant_id: String,
+    pub model_id: String,
+    pub provider: String,
+    pub feature: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LatencyTruth {
+    pub calls: u64,
+    pub successes: u64,
+    pub errors: u64,
+    pub min: f64,
+    pub max: f64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub values: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageTruth {
+    pub requests: u64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_usd_nanos: i64,
+}
+
+/// Exact per-window aggregates of every event added.
+#[derive(Debug, Default)]
+pub struct Truth {
+    pub latency: BTreeMap<Granularity, BTreeMap<LatencyKey, LatencyTruth>>,
+    pub usage: BTreeMap<Granularity, BTreeMap<UsageKey, UsageTruth>>,
+    pub latency_events: u64,
+    pub usage_events: u64,
+    hasher: ParameterHasher,
+}
+
+impl Truth {
+    pub fn add(&mut self, event: &Event) {
+        for g in Granularity::ALL {
+            let window_start = (g.window_start(event.occurred_at()) / 1000) as u32;
+            match event {
+                Event::Latency(e) => {
+                    let key = LatencyKey {
+                        window_start,
+                        tenant_id: e.tenant_id.clone(),
+                        model_id: e.model_id.clone(),
+                        provider: e.provider.clone(),
+                        tool: e.tool.clone(),
+                        parameter_hash: self.hasher.select(&e.parameters).hash,
+                    };
+                    let t = self.latency.entry(g).or_default().entry(key).or_insert_with(|| LatencyTruth {
+                        min: f64::INFINITY,
+                        max: f64::NEG_INFINITY,
+                        ..LatencyTruth::default()
+                    });
+                    t.calls += 1;
+                    t.successes += u64::from(e.success);
+                    t.errors += u64::from(!e.success);
+                    t.min = t.min.min(e.response_time_ms);
+                    t.max = t.max.max(e.response_time_ms);
+                    t.input_tokens += e.input_tokens.unwrap_or(0);
+                    t.output_tokens += e.output_tokens.unwrap_or(0);
+                    t.values.push(e.response_time_ms);
+                }
+                Event::Usage(e) => {
+                    let key = UsageKey {
+                        window_start,
+                        tenant_id: e.tenant_id.clone(),
+                        model_id: e.model_id.clone(),
+                        provider: e.provider.clone(),
+                        feature: e.feature.clone(),
+                    };
+                    let t = self.usage.entry(g).or_default().entry(key).or_default();
+                    t.requests += 1;
+                    t.input_tokens += e.input_tokens;
+                    t.output_tokens += e.output_tokens;
+                    t.cost_usd_nanos += e.cost_usd_nanos;
+                }
+            }
+        }
+        match event {
+            Event::Latency(_) => self.latency_events += 1,
+            Event::Usage(_) => self.usage_events += 1,
+        }
+    }
+
+    /// Sorts every window's values, for quantile lookups.
+    pub fn seal(&mut self) {
+        for windows in self.latency.values_mut() {
+            for t in windows.values_mut() {
+                t.values.sort_by(f64::total_cmp);
+            }
+        }
+    }
+}
+
+/// A row of `latency_minute`, `latency_hourly` or `latency_daily`.
+#[derive(Debug, Clone, Row, Deserialize)]
+pub struct LatencyViewRow {
+    pub window_start: u32,
+    pub tenant_id: String,
+    pub model_id: String,
+    pub provider: String,
+    pub tool: String,
+    pub parameter_hash: String,
+    pub call_count: u64,
+    pub success_count: u64,
+    pub error_count: u64,
+    pub min_response_time: f64,
+    pub max_response_time: f64,
+    pub p50_response_time: f64,
+    pub p95_response_time: f64,
+    pub p99_response_time: f64,
+    pub total_input_tokens: i64,
+    pub total_output_tokens: i64,
+}
+
+/// A row of `usage_minute`, `usage_hourly` or `usage_daily`, cost as text.
+#[derive(Debug, Clone, Row, Deserialize)]
+pub struct UsageViewRow {
+    pub window_start: u32,
+    pub tenant_id: String,
+    pub model_id: String,
+    pub provider: String,
+    pub feature: String,
+    pub request_count: u64,
+    pub total_input_tokens: i64,
+    pub total_output_tokens: i64,
+    pub total_cost_usd: String,
+}
+
+pub fn latency_view(g: Granularity) -> &'static str {
+    match g {
+        Granularity::Minute => "latency_minute",
+        Granularity::Hour => "latency_hourly",
+        Granularity::Day => "latency_daily",
+    }
+}
+
+pub fn usage_view(g: Granularity) -> &'static str {
+    match g {
+        Granularity::Minute => "usage_minute",
+        Granularity::Hour => "usage_hourly",
+        Granularity::Day => "usage_daily",
+    }
+}
+
+pub async fn fetch_latency(client: &clickhouse::Client, g: Granularity) -> BTreeMap<LatencyKey, LatencyViewRow> {
+    let sql = format!(
+        "SELECT window_start, tenant_id, model_id, provider, tool, parameter_hash, call_count, \
+         success_count, error_count, min_response_time, max_response_time, p50_response_time, \
+         p95_response_time, p99_response_time, total_input_tokens, total_output_tokens FROM {}",
+        latency_view(g)
+    );
+    let rows: Vec<LatencyViewRow> = client.query(&sql).fetch_all().await.expect("latency view query");
+    rows.into_iter()
+        .map(|r| {
+            let key = LatencyKey {
+                window_start: r.window_start,
+                tenant_id: r.tenant_id.clone(),
+                model_id: r.model_id.clone(),
+                provider: r.provider.clone(),
+                tool: r.tool.clone(),
+                parameter_hash: r.parameter_hash.clone(),
+            };
+            (key, r)
+        })
+        .collect()
+}
+
+pub async fn fetch_usage(client: &clickhouse::Client, g: Granularity) -> BTreeMap<UsageKey, UsageViewRow> {
+    let sql = format!(
+        "SELECT window_start, tenant_id, model_id, provider, feature, request_count, \
+         total_input_tokens, total_output_tokens, toString(total_cost_usd) FROM {}",
+        usage_view(g)
+    );
+    let rows: Vec<UsageViewRow> = client.query(&sql).fetch_all().await.expect("usage view query");
+    rows.into_iter()
+        .map(|r| {
+            let key = UsageKey {
+                window_start: r.window_start,
+                tenant_id: r.tenant_id.clone(),
+                model_id: r.model_id.clone(),
+                provider: r.provider.clone(),
+                feature: r.feature.clone(),
+            };
+            (key, r)
+        })
+        .collect()
+}
+
+/// Parses a decimal dollar amount (`"12.5"`, `"12.500000000"`) into nanos exactly.
+pub fn dollars_to_nanos(text: &str) -> i64 {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    assert!(fraction.len() <= 9, "more than 9 decimals in {text}");
+    let fraction = format!("{fraction:0<9}");
+    whole.parse::<i64>().expect("whole dollars") * 1_000_000_000 + fraction.parse::<i64>().expect("nanos")
+}
+
+/// Checks every count, sum, min and max of every view row against the truth,
+/// and that the views hold no extra rows. Percentiles are checked separately.
+pub async fn assert_exact_aggregates(client: &clickhouse::Client, truth: &Truth) {
+    for g in Granularity::ALL {
+        let rows = fetch_latency(client, g).await;
+        let expected = &truth.latency[&g];
+        assert_eq!(rows.len(), expected.len(), "{} row count", latency_view(g));
+        for (key, t) in expected {
+            let row = rows.get(key).unwrap_or_else(|| panic!("{} lacks {key:?}", latency_view(g)));
+            let got = (row.call_count, row.success_count, row.error_count, row.total_input_tokens, row.total_output_tokens);
+            let want = (t.calls, t.successes, t.errors, t.input_tokens, t.output_tokens);
+            assert_eq!(got, want, "{} {key:?}: counts and token sums", latency_view(g));
+            assert_eq!((row.min_response_time, row.max_response_time), (t.min, t.max), "{} {key:?}: min/max", latency_view(g));
+        }
+        let rows = fetch_usage(client, g).await;
+        let expected = &truth.usage[&g];
+        assert_eq!(rows.len(), expected.len(), "{} row count", usage_view(g));
+        for (key, t) in expected {
+            let row = rows.get(key).unwrap_or_else(|| panic!("{} lacks {key:?}", usage_view(g)));
+            let got = (row.request_count, row.total_input_tokens, row.total_output_tokens, dollars_to_nanos(&row.total_cost_usd));
+            let want = (t.requests, t.input_tokens, t.output_tokens, t.cost_usd_nanos);
+            assert_eq!(got, want, "{} {key:?}: counts, tokens and exact cost", usage_view(g));
+        }
+    }
+}
+
+/// Waits until every view and the raw tables account for every event.
+pub async fn wait_until_complete(env: &crate::testkit::TestEnv, truth: &Truth, timeout: std::time::Duration) {
+    let (latency, usage) = (truth.latency_events, truth.usage_events);
+    crate::testkit::eventually("views to account for every event", timeout, || async {
+        for g in Granularity::ALL {
+            let calls = env.query_u64(&format!("SELECT sum(call_count) FROM {}", latency_view(g))).await?;
+            let requests = env.query_u64(&format!("SELECT sum(request_count) FROM {}", usage_view(g))).await?;
+            if (calls, requests) != (latency, usage) {
+                return None;
+            }
+        }
+        let raw_latency = env.query_u64("SELECT count() FROM latency_events_dedup").await?;
+        let raw_usage = env.query_u64("SELECT count() FROM usage_events_dedup").await?;
+        ((raw_latency, raw_usage) == (latency, usage)).then_some(())
+    })
+    .await;
+}
+
+/// Nearest-rank quantile of sorted values.
+pub fn exact_quantile(sorted: &[f64], q: f64) -> f64 {
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dollars_parse_exactly() {
+        assert_eq!(dollars_to_nanos("123456.789012345"), 123_456_789_012_345);
+        assert_eq!(dollars_to_nanos("3"), 3_000_000_000);
+        assert_eq!(dollars_to_nanos("3.000000000"), 3_000_000_000);
+        assert_eq!(dollars_to_nanos("0.5"), 500_000_000);
+    }
+
+    #[test]
+    fn nearest_rank_matches_definition() {
+        let v = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(exact_quantile(&v, 0.5), 2.0);
+        assert_eq!(exact_quantile(&v, 0.51), 3.0);
+        assert_eq!(exact_quantile(&v, 0.99), 4.0);
+    }
+}
