@@ -1,0 +1,52 @@
+//! The ClickHouse schema: migrations are versioned, idempotent and recorded
+//! on the real server, and the same SQL runs on a modern ClickHouse (chdb).
+
+use std::process::Command;
+
+use centile::testkit::{workspace_root, TestEnv};
+use centile_sink::migrate::{migrate, version_at_least, MIGRATIONS};
+
+#[tokio::test]
+async fn migrations_apply_once_and_are_recorded() {
+    let env = TestEnv::new("schema");
+    let first = migrate(&env.config.clickhouse).await.expect("first migrate");
+    let ttl_supported = version_at_least(&first.server_version, "19.6");
+    let deferred = usize::from(!ttl_supported);
+    assert_eq!(first.applied.len(), MIGRATIONS.len() - deferred);
+    assert_eq!(first.deferred.len(), deferred);
+    assert!(first.already_applied.is_empty());
+
+    let second = migrate(&env.config.clickhouse).await.expect("second migrate");
+    assert!(second.applied.is_empty(), "nothing is applied twice: {second:?}");
+    assert_eq!(second.already_applied, first.applied);
+    assert_eq!(second.deferred, first.deferred);
+
+    let recorded = env.query_u64("SELECT count() FROM schema_migrations").await;
+    assert_eq!(recorded, Some(first.applied.len() as u64));
+    let database = &env.config.clickhouse.database;
+    let views = env
+        .query_u64(&format!(
+            "SELECT count() FROM system.tables WHERE database = '{database}' AND name IN \
+             ('latency_minute', 'latency_hourly', 'latency_daily', 'usage_minute', 'usage_hourly', \
+              'usage_daily', 'top_models_daily', 'latency_events_dedup', 'usage_events_dedup')"
+        ))
+        .await;
+    assert_eq!(views, Some(9));
+}
+
+#[test]
+fn schema_runs_on_modern_clickhouse() {
+    let root = workspace_root();
+    let output = Command::new("python3")
+        .arg(root.join("tests/sql/check_modern_clickhouse.py"))
+        .arg(root.join("schemas/clickhouse"))
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "modern ClickHouse check failed (is `chdb` installed? `deploy/local/stack up` installs it)\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.lines().any(|l| l.ends_with(" passed, 0 failed")), "{stdout}");
+}
