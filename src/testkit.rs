@@ -62,10 +62,22 @@ impl TestEnv {
             ("CENTILE_CLICKHOUSE_DATABASE", c.clickhouse.database.clone()),
             ("CENTILE_AGGREGATOR_GROUP_ID", c.aggregator.group_id.clone()),
             ("CENTILE_SINK_GROUP_ID", c.sink.group_id.clone()),
-            ("CENTILE_AGGREGATOR_EMIT_INTERVAL", humantime(c.aggregator.emit_interval)),
-            ("CENTILE_AGGREGATOR_ALLOWED_LATENESS", humantime(c.aggregator.allowed_lateness)),
-            ("CENTILE_AGGREGATOR_IDLE_TIMEOUT", humantime(c.aggregator.idle_timeout)),
-            ("CENTILE_SINK_BATCH_MAX_WAIT", humantime(c.sink.batch_max_wait)),
+            (
+                "CENTILE_AGGREGATOR_EMIT_INTERVAL",
+                humantime(c.aggregator.emit_interval),
+            ),
+            (
+                "CENTILE_AGGREGATOR_ALLOWED_LATENESS",
+                humantime(c.aggregator.allowed_lateness),
+            ),
+            (
+                "CENTILE_AGGREGATOR_IDLE_TIMEOUT",
+                humantime(c.aggregator.idle_timeout),
+            ),
+            (
+                "CENTILE_SINK_BATCH_MAX_WAIT",
+                humantime(c.sink.batch_max_wait),
+            ),
             ("RUST_LOG", "info".to_owned()),
         ]
         .into_iter()
@@ -135,9 +147,12 @@ impl TestEnv {
 
     /// Reads every message of `topic` from the beginning.
     pub fn read_topic(&self, topic: &str, timeout: Duration) -> Vec<OwnedMessage> {
-        let consumer: BaseConsumer = centile_runtime::kafka::consumer_config(&self.config.kafka, &format!("{}.reader", self.id))
-            .create()
-            .expect("reader");
+        let consumer: BaseConsumer = centile_runtime::kafka::consumer_config(
+            &self.config.kafka,
+            &format!("{}.reader", self.id),
+        )
+        .create()
+        .expect("reader");
         let metadata = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))
             .expect("metadata");
@@ -187,7 +202,11 @@ impl Service {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("{} did not exit within {timeout:?} of SIGTERM; log: {}", self.name, self.log_path.display());
+                panic!(
+                    "{} did not exit within {timeout:?} of SIGTERM; log: {}",
+                    self.name,
+                    self.log_path.display()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -243,7 +262,10 @@ static BUILT: OnceLock<()> = OnceLock::new();
 /// never runs a stale service.
 pub fn bin_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|p| p.parent()).expect("target profile dir");
+    let dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target profile dir");
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let release = dir.ends_with("release").then_some("--release");
@@ -269,7 +291,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

@@ -72,11 +72,16 @@ impl Truth {
                         tool: e.tool.clone(),
                         parameter_hash: self.hasher.select(&e.parameters).hash,
                     };
-                    let t = self.latency.entry(g).or_default().entry(key).or_insert_with(|| LatencyTruth {
-                        min: f64::INFINITY,
-                        max: f64::NEG_INFINITY,
-                        ..LatencyTruth::default()
-                    });
+                    let t = self
+                        .latency
+                        .entry(g)
+                        .or_default()
+                        .entry(key)
+                        .or_insert_with(|| LatencyTruth {
+                            min: f64::INFINITY,
+                            max: f64::NEG_INFINITY,
+                            ..LatencyTruth::default()
+                        });
                     t.calls += 1;
                     t.successes += u64::from(e.success);
                     t.errors += u64::from(!e.success);
@@ -169,14 +174,21 @@ pub fn usage_view(g: Granularity) -> &'static str {
     }
 }
 
-pub async fn fetch_latency(client: &clickhouse::Client, g: Granularity) -> BTreeMap<LatencyKey, LatencyViewRow> {
+pub async fn fetch_latency(
+    client: &clickhouse::Client,
+    g: Granularity,
+) -> BTreeMap<LatencyKey, LatencyViewRow> {
     let sql = format!(
         "SELECT window_start, tenant_id, model_id, provider, tool, parameter_hash, call_count, \
          success_count, error_count, min_response_time, max_response_time, p50_response_time, \
          p95_response_time, p99_response_time, total_input_tokens, total_output_tokens FROM {}",
         latency_view(g)
     );
-    let rows: Vec<LatencyViewRow> = client.query(&sql).fetch_all().await.expect("latency view query");
+    let rows: Vec<LatencyViewRow> = client
+        .query(&sql)
+        .fetch_all()
+        .await
+        .expect("latency view query");
     rows.into_iter()
         .map(|r| {
             let key = LatencyKey {
@@ -192,13 +204,20 @@ pub async fn fetch_latency(client: &clickhouse::Client, g: Granularity) -> BTree
         .collect()
 }
 
-pub async fn fetch_usage(client: &clickhouse::Client, g: Granularity) -> BTreeMap<UsageKey, UsageViewRow> {
+pub async fn fetch_usage(
+    client: &clickhouse::Client,
+    g: Granularity,
+) -> BTreeMap<UsageKey, UsageViewRow> {
     let sql = format!(
         "SELECT window_start, tenant_id, model_id, provider, feature, request_count, \
          total_input_tokens, total_output_tokens, toString(total_cost_usd) FROM {}",
         usage_view(g)
     );
-    let rows: Vec<UsageViewRow> = client.query(&sql).fetch_all().await.expect("usage view query");
+    let rows: Vec<UsageViewRow> = client
+        .query(&sql)
+        .fetch_all()
+        .await
+        .expect("usage view query");
     rows.into_iter()
         .map(|r| {
             let key = UsageKey {
@@ -218,7 +237,8 @@ pub fn dollars_to_nanos(text: &str) -> i64 {
     let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
     assert!(fraction.len() <= 9, "more than 9 decimals in {text}");
     let fraction = format!("{fraction:0<9}");
-    whole.parse::<i64>().expect("whole dollars") * 1_000_000_000 + fraction.parse::<i64>().expect("nanos")
+    whole.parse::<i64>().expect("whole dollars") * 1_000_000_000
+        + fraction.parse::<i64>().expect("nanos")
 }
 
 /// Checks every count, sum, min and max of every view row against the truth,
@@ -229,37 +249,90 @@ pub async fn assert_exact_aggregates(client: &clickhouse::Client, truth: &Truth)
         let expected = &truth.latency[&g];
         assert_eq!(rows.len(), expected.len(), "{} row count", latency_view(g));
         for (key, t) in expected {
-            let row = rows.get(key).unwrap_or_else(|| panic!("{} lacks {key:?}", latency_view(g)));
-            let got = (row.call_count, row.success_count, row.error_count, row.total_input_tokens, row.total_output_tokens);
-            let want = (t.calls, t.successes, t.errors, t.input_tokens, t.output_tokens);
-            assert_eq!(got, want, "{} {key:?}: counts and token sums", latency_view(g));
-            assert_eq!((row.min_response_time, row.max_response_time), (t.min, t.max), "{} {key:?}: min/max", latency_view(g));
+            let row = rows
+                .get(key)
+                .unwrap_or_else(|| panic!("{} lacks {key:?}", latency_view(g)));
+            let got = (
+                row.call_count,
+                row.success_count,
+                row.error_count,
+                row.total_input_tokens,
+                row.total_output_tokens,
+            );
+            let want = (
+                t.calls,
+                t.successes,
+                t.errors,
+                t.input_tokens,
+                t.output_tokens,
+            );
+            assert_eq!(
+                got,
+                want,
+                "{} {key:?}: counts and token sums",
+                latency_view(g)
+            );
+            assert_eq!(
+                (row.min_response_time, row.max_response_time),
+                (t.min, t.max),
+                "{} {key:?}: min/max",
+                latency_view(g)
+            );
         }
         let rows = fetch_usage(client, g).await;
         let expected = &truth.usage[&g];
         assert_eq!(rows.len(), expected.len(), "{} row count", usage_view(g));
         for (key, t) in expected {
-            let row = rows.get(key).unwrap_or_else(|| panic!("{} lacks {key:?}", usage_view(g)));
-            let got = (row.request_count, row.total_input_tokens, row.total_output_tokens, dollars_to_nanos(&row.total_cost_usd));
-            let want = (t.requests, t.input_tokens, t.output_tokens, t.cost_usd_nanos);
-            assert_eq!(got, want, "{} {key:?}: counts, tokens and exact cost", usage_view(g));
+            let row = rows
+                .get(key)
+                .unwrap_or_else(|| panic!("{} lacks {key:?}", usage_view(g)));
+            let got = (
+                row.request_count,
+                row.total_input_tokens,
+                row.total_output_tokens,
+                dollars_to_nanos(&row.total_cost_usd),
+            );
+            let want = (
+                t.requests,
+                t.input_tokens,
+                t.output_tokens,
+                t.cost_usd_nanos,
+            );
+            assert_eq!(
+                got,
+                want,
+                "{} {key:?}: counts, tokens and exact cost",
+                usage_view(g)
+            );
         }
     }
 }
 
 /// Waits until every view and the raw tables account for every event.
-pub async fn wait_until_complete(env: &crate::testkit::TestEnv, truth: &Truth, timeout: std::time::Duration) {
+pub async fn wait_until_complete(
+    env: &crate::testkit::TestEnv,
+    truth: &Truth,
+    timeout: std::time::Duration,
+) {
     let (latency, usage) = (truth.latency_events, truth.usage_events);
     crate::testkit::eventually("views to account for every event", timeout, || async {
         for g in Granularity::ALL {
-            let calls = env.query_u64(&format!("SELECT sum(call_count) FROM {}", latency_view(g))).await?;
-            let requests = env.query_u64(&format!("SELECT sum(request_count) FROM {}", usage_view(g))).await?;
+            let calls = env
+                .query_u64(&format!("SELECT sum(call_count) FROM {}", latency_view(g)))
+                .await?;
+            let requests = env
+                .query_u64(&format!("SELECT sum(request_count) FROM {}", usage_view(g)))
+                .await?;
             if (calls, requests) != (latency, usage) {
                 return None;
             }
         }
-        let raw_latency = env.query_u64("SELECT count() FROM latency_events_dedup").await?;
-        let raw_usage = env.query_u64("SELECT count() FROM usage_events_dedup").await?;
+        let raw_latency = env
+            .query_u64("SELECT count() FROM latency_events_dedup")
+            .await?;
+        let raw_usage = env
+            .query_u64("SELECT count() FROM usage_events_dedup")
+            .await?;
         ((raw_latency, raw_usage) == (latency, usage)).then_some(())
     })
     .await;

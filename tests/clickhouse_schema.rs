@@ -9,15 +9,22 @@ use centile_sink::migrate::{migrate, version_at_least, MIGRATIONS};
 #[tokio::test]
 async fn migrations_apply_once_and_are_recorded() {
     let env = TestEnv::new("schema");
-    let first = migrate(&env.config.clickhouse).await.expect("first migrate");
+    let first = migrate(&env.config.clickhouse)
+        .await
+        .expect("first migrate");
     let ttl_supported = version_at_least(&first.server_version, "19.6");
     let deferred = usize::from(!ttl_supported);
     assert_eq!(first.applied.len(), MIGRATIONS.len() - deferred);
     assert_eq!(first.deferred.len(), deferred);
     assert!(first.already_applied.is_empty());
 
-    let second = migrate(&env.config.clickhouse).await.expect("second migrate");
-    assert!(second.applied.is_empty(), "nothing is applied twice: {second:?}");
+    let second = migrate(&env.config.clickhouse)
+        .await
+        .expect("second migrate");
+    assert!(
+        second.applied.is_empty(),
+        "nothing is applied twice: {second:?}"
+    );
     assert_eq!(second.already_applied, first.applied);
     assert_eq!(second.deferred, first.deferred);
 
@@ -48,5 +55,8 @@ fn schema_runs_on_modern_clickhouse() {
         output.status.success(),
         "modern ClickHouse check failed (is `chdb` installed? `deploy/local/stack up` installs it)\n{stdout}\n{stderr}"
     );
-    assert!(stdout.lines().any(|l| l.ends_with(" passed, 0 failed")), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.ends_with(" passed, 0 failed")),
+        "{stdout}"
+    );
 }

@@ -44,7 +44,10 @@ async fn sigterm_flushes_commits_and_restarts_without_loss_or_double_counting() 
 
     let mut first_only = Truth::default();
     first.iter().for_each(|e| first_only.add(e));
-    publisher.send_batch(&first).await.expect("publish first batch");
+    publisher
+        .send_batch(&first)
+        .await
+        .expect("publish first batch");
     wait_until_complete(&env, &first_only, Duration::from_secs(180)).await;
 
     // Keep publishing while each service is stopped and started again.
@@ -53,15 +56,24 @@ async fn sigterm_flushes_commits_and_restarts_without_loss_or_double_counting() 
         let second = second.clone();
         tokio::spawn(async move {
             for chunk in second.chunks(1_000) {
-                publisher.send_batch(chunk).await.expect("publish second batch");
+                publisher
+                    .send_batch(chunk)
+                    .await
+                    .expect("publish second batch");
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
         })
     };
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let status = aggregator.terminate(TERM_TIMEOUT);
-    assert!(status.success(), "aggregator exit: {status:?}\n{}", aggregator.log());
-    assert!(aggregator.log().contains("flushing open windows before exit"));
+    assert!(
+        status.success(),
+        "aggregator exit: {status:?}\n{}",
+        aggregator.log()
+    );
+    assert!(aggregator
+        .log()
+        .contains("flushing open windows before exit"));
     aggregator = env.spawn("centile-aggregator", &[]);
 
     tokio::time::sleep(Duration::from_millis(1_500)).await;

@@ -65,9 +65,15 @@ async fn pipeline_lands_exact_rollups_and_accurate_percentiles() {
     let mut truth = Truth::default();
     events.iter().for_each(|e| truth.add(e));
     truth.seal();
-    assert!(truth.usage_events >= 20_000, "{} usage events", truth.usage_events);
+    assert!(
+        truth.usage_events >= 20_000,
+        "{} usage events",
+        truth.usage_events
+    );
 
-    let producer = producer_config(&env.config.kafka).create().expect("producer");
+    let producer = producer_config(&env.config.kafka)
+        .create()
+        .expect("producer");
     for (i, chunk) in events.chunks(5_000).enumerate() {
         publisher.send_batch(chunk).await.expect("publish");
         if i == 10 {
@@ -77,7 +83,9 @@ async fn pipeline_lands_exact_rollups_and_accurate_percentiles() {
                 payload: POISON.to_vec(),
                 headers: Vec::new(),
             };
-            send_all(&producer, &[poison]).await.expect("publish poison");
+            send_all(&producer, &[poison])
+                .await
+                .expect("publish poison");
         }
     }
 
@@ -93,12 +101,21 @@ async fn pipeline_lands_exact_rollups_and_accurate_percentiles() {
         let rows = fetch_latency(&client, g).await;
         for (key, t) in &truth.latency[&g] {
             let row = &rows[key];
-            for (q, got) in [(0.5, row.p50_response_time), (0.95, row.p95_response_time), (0.99, row.p99_response_time)] {
+            for (q, got) in [
+                (0.5, row.p50_response_time),
+                (0.95, row.p95_response_time),
+                (0.99, row.p99_response_time),
+            ] {
                 if t.calls >= 10_000 {
                     let exact = exact_quantile(&t.values, q);
                     let error = (got - exact).abs() / exact;
                     worst = worst.max(error);
-                    assert!(error <= 0.01, "{g:?} {key:?} p{}: {got} vs exact {exact} ({:.3}%)", q * 100.0, error * 100.0);
+                    assert!(
+                        error <= 0.01,
+                        "{g:?} {key:?} p{}: {got} vs exact {exact} ({:.3}%)",
+                        q * 100.0,
+                        error * 100.0
+                    );
                     large += 1;
                 }
                 if t.calls >= 1_000 {
@@ -114,8 +131,14 @@ async fn pipeline_lands_exact_rollups_and_accurate_percentiles() {
             }
         }
     }
-    assert!(large >= 12, "only {large} percentile checks on windows of 10k+ events");
-    assert!(medium > large, "only {medium} percentile checks on windows of 1k+ events");
+    assert!(
+        large >= 12,
+        "only {large} percentile checks on windows of 10k+ events"
+    );
+    assert!(
+        medium > large,
+        "only {medium} percentile checks on windows of 1k+ events"
+    );
     println!("percentiles: {large} checks on 10k+ windows, {medium} on 1k+ windows, worst relative error {:.4}%", worst * 100.0);
 
     // The poison message is dead-lettered with its reason and origin, once.
@@ -127,21 +150,45 @@ async fn pipeline_lands_exact_rollups_and_accurate_percentiles() {
         .headers()
         .expect("dead letters carry headers")
         .iter()
-        .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+        .map(|h| {
+            (
+                h.key.to_owned(),
+                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+            )
+        })
         .collect();
     assert_eq!(headers["centile.dlq.reason_kind"], "unknown_framing");
-    assert!(headers["centile.dlq.reason"].contains("7b22"), "{}", headers["centile.dlq.reason"]);
-    assert_eq!(headers["centile.dlq.source_topic"], env.config.topics.latency);
+    assert!(
+        headers["centile.dlq.reason"].contains("7b22"),
+        "{}",
+        headers["centile.dlq.reason"]
+    );
+    assert_eq!(
+        headers["centile.dlq.source_topic"],
+        env.config.topics.latency
+    );
     assert!(headers["centile.dlq.source_offset"].parse::<i64>().is_ok());
 
     // The services' metrics agree.
     let scrape = sink.metrics().await;
-    assert_eq!(metric_value(&scrape, "centile_sink_dead_letters_total{reason=\"unknown_framing\"}"), Some(1.0));
+    assert_eq!(
+        metric_value(
+            &scrape,
+            "centile_sink_dead_letters_total{reason=\"unknown_framing\"}"
+        ),
+        Some(1.0)
+    );
     let scrape = aggregator.metrics().await;
     assert_eq!(
         metric_value(&scrape, "centile_aggregator_events_total{kind=\"latency\"}"),
         Some(LATENCY_EVENTS as f64)
     );
-    assert_eq!(metric_value(&scrape, "centile_aggregator_rejected_messages_total{reason=\"unknown_framing\"}"), Some(1.0));
+    assert_eq!(
+        metric_value(
+            &scrape,
+            "centile_aggregator_rejected_messages_total{reason=\"unknown_framing\"}"
+        ),
+        Some(1.0)
+    );
     drop((aggregator, sink));
 }

@@ -19,12 +19,17 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let default_metrics = ([127, 0, 0, 1], 9465).into();
-    run_service("centile-aggregator", cli.config.as_deref(), default_metrics, |ctx| async move {
-        let metrics = AggregatorMetrics::register(&ctx.registry)?;
-        runner::run(&ctx.config, &metrics, ctx.readiness, ctx.shutdown)
-            .await
-            .map_err(BoxError::from)
-    })
+    run_service(
+        "centile-aggregator",
+        cli.config.as_deref(),
+        default_metrics,
+        |ctx| async move {
+            let metrics = AggregatorMetrics::register(&ctx.registry)?;
+            runner::run(&ctx.config, &metrics, ctx.readiness, ctx.shutdown)
+                .await
+                .map_err(BoxError::from)
+        },
+    )
     .await
     .map_err(|e| anyhow::anyhow!(e))
 }

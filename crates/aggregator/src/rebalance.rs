@@ -27,13 +27,21 @@ impl ConsumerContext for RebalanceTracker {
             Rebalance::Revoke(list) => {
                 let mut revoked = self.revoked.lock().expect("revoked lock");
                 for element in list.elements() {
-                    tracing::info!(topic = element.topic(), partition = element.partition(), "partition revoked");
+                    tracing::info!(
+                        topic = element.topic(),
+                        partition = element.partition(),
+                        "partition revoked"
+                    );
                     revoked.push((element.topic().to_owned(), element.partition()));
                 }
             }
             Rebalance::Assign(list) => {
                 for element in list.elements() {
-                    tracing::info!(topic = element.topic(), partition = element.partition(), "partition assigned");
+                    tracing::info!(
+                        topic = element.topic(),
+                        partition = element.partition(),
+                        "partition assigned"
+                    );
                 }
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),

@@ -73,7 +73,8 @@ pub async fn run(
     }
     let tracker = RebalanceTracker::default();
     let consumer: StreamConsumer<RebalanceTracker> =
-        consumer_config(&config.kafka, &config.aggregator.group_id).create_with_context(tracker.clone())?;
+        consumer_config(&config.kafka, &config.aggregator.group_id)
+            .create_with_context(tracker.clone())?;
     consumer.subscribe(&[&topics.latency, &topics.usage])?;
     let producer: FutureProducer = producer_config(&config.kafka).create()?;
     readiness.set("kafka", true);
@@ -178,7 +179,11 @@ impl Runner<'_> {
         Ok(())
     }
 
-    async fn publish(&self, flush: &Flush, shutdown: &CancellationToken) -> Result<(), AggregatorError> {
+    async fn publish(
+        &self,
+        flush: &Flush,
+        shutdown: &CancellationToken,
+    ) -> Result<(), AggregatorError> {
         if flush.panes.is_empty() {
             return Ok(());
         }
@@ -230,7 +235,9 @@ impl Runner<'_> {
         }
         let mut list = TopicPartitionList::new();
         for p in &flush.positions {
-            if let Err(e) = list.add_partition_offset(&p.topic, p.partition, Offset::Offset(p.next_offset)) {
+            if let Err(e) =
+                list.add_partition_offset(&p.topic, p.partition, Offset::Offset(p.next_offset))
+            {
                 tracing::warn!(error = %e, "cannot build commit list");
                 return;
             }

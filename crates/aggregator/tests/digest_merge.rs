@@ -23,7 +23,7 @@ fn event(i: usize, rt: f64) -> Event {
         tool: "x".into(),
         parameters: BTreeMap::new(),
         response_time_ms: rt,
-        success: i % 7 != 0,
+        success: !i.is_multiple_of(7),
         error_type: None,
         input_tokens: Some(i as i64 % 50),
         output_tokens: Some(3),

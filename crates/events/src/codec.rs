@@ -133,7 +133,10 @@ pub fn decode(schemas: &Schemas, bytes: &[u8]) -> Result<Decoded, DecodeError> {
     })
 }
 
-fn split_header<'a>(schemas: &Schemas, bytes: &'a [u8]) -> Result<([u8; 8], &'a [u8]), DecodeError> {
+fn split_header<'a>(
+    schemas: &Schemas,
+    bytes: &'a [u8],
+) -> Result<([u8; 8], &'a [u8]), DecodeError> {
     match bytes {
         [] => Err(DecodeError::Empty),
         [0xC3, 0x01, ..] | [0xC3] => {

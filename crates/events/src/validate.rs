@@ -43,7 +43,8 @@ struct Checker<'a> {
 impl Checker<'_> {
     fn text(&mut self, field: &str, value: &str) {
         if value.is_empty() {
-            self.problems.push(FieldError::new(field, "must not be empty"));
+            self.problems
+                .push(FieldError::new(field, "must not be empty"));
         } else {
             self.bounded(field, value);
         }
@@ -54,7 +55,10 @@ impl Checker<'_> {
         if len > self.limits.max_string_len {
             self.problems.push(FieldError::new(
                 field,
-                format!("string too long: {len} characters, limit {}", self.limits.max_string_len),
+                format!(
+                    "string too long: {len} characters, limit {}",
+                    self.limits.max_string_len
+                ),
             ));
         }
     }
@@ -70,8 +74,10 @@ impl Checker<'_> {
 
     fn tokens(&mut self, field: &str, value: Option<i64>) {
         if let Some(v) = value.filter(|v| *v < 0) {
-            self.problems
-                .push(FieldError::new(field, format!("must not be negative, got {v}")));
+            self.problems.push(FieldError::new(
+                field,
+                format!("must not be negative, got {v}"),
+            ));
         }
     }
 }

@@ -237,12 +237,7 @@ fn granularity(g: Granularity) -> Value {
 }
 
 fn record(fields: Vec<(&str, Value)>) -> Value {
-    Value::Record(
-        fields
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
-    )
+    Value::Record(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }
 
 pub(crate) fn latency_event_to_value(e: &LatencyEvent) -> Value {
@@ -256,7 +251,10 @@ pub(crate) fn latency_event_to_value(e: &LatencyEvent) -> Value {
         ("parameters", string_map(&e.parameters)),
         ("response_time_ms", Value::Double(e.response_time_ms)),
         ("success", Value::Boolean(e.success)),
-        ("error_type", nullable(e.error_type.clone().map(Value::String))),
+        (
+            "error_type",
+            nullable(e.error_type.clone().map(Value::String)),
+        ),
         ("input_tokens", nullable(e.input_tokens.map(Value::Long))),
         ("output_tokens", nullable(e.output_tokens.map(Value::Long))),
     ])

@@ -83,7 +83,16 @@ fn every_message_kind_round_trips() {
             input_tokens_count: 2,
             output_tokens_sum: 9,
             output_tokens_count: 3,
-            centroids: vec![Centroid { mean: 5.0, weight: 1 }, Centroid { mean: 12.5, weight: 2 }],
+            centroids: vec![
+                Centroid {
+                    mean: 5.0,
+                    weight: 1,
+                },
+                Centroid {
+                    mean: 12.5,
+                    weight: 2,
+                },
+            ],
         }),
         Decoded::UsagePane(UsagePane {
             pane_id: "u".into(),
@@ -116,7 +125,8 @@ fn every_message_kind_round_trips() {
 fn header_matches_apache_avro_single_object_writer() {
     let schemas = Schemas::new();
     let schema = schemas.current(SchemaKind::UsageEvent);
-    let mut writer = apache_avro::GenericSingleObjectWriter::new_with_capacity(schema, 1024).unwrap();
+    let mut writer =
+        apache_avro::GenericSingleObjectWriter::new_with_capacity(schema, 1024).unwrap();
     let mut reference = Vec::new();
     let value = apache_avro::from_avro_datum(
         schema,
@@ -134,9 +144,16 @@ fn confluent_framing_decodes_when_the_id_is_known() {
     let message = Decoded::Usage(usage());
     let bytes = encode_with(&schemas, &message, Framing::Confluent { schema_id: 42 });
     assert_eq!(&bytes[..5], &[0, 0, 0, 0, 42]);
-    assert_eq!(decode(&schemas, &bytes), Err(DecodeError::UnknownSchemaId(42)));
+    assert_eq!(
+        decode(&schemas, &bytes),
+        Err(DecodeError::UnknownSchemaId(42))
+    );
     schemas
-        .register_confluent_id(42, SchemaKind::UsageEvent, Schemas::source(SchemaKind::UsageEvent))
+        .register_confluent_id(
+            42,
+            SchemaKind::UsageEvent,
+            Schemas::source(SchemaKind::UsageEvent),
+        )
         .unwrap();
     assert_eq!(decode(&schemas, &bytes).unwrap(), message);
 }
@@ -167,7 +184,11 @@ fn truncated_header_and_datum_are_refused() {
     let bytes = encode(&schemas, &Decoded::Latency(latency()));
     assert!(matches!(
         decode(&schemas, &bytes[..6]),
-        Err(DecodeError::TruncatedHeader { len: 6, need: 10, .. })
+        Err(DecodeError::TruncatedHeader {
+            len: 6,
+            need: 10,
+            ..
+        })
     ));
     for cut in [11, bytes.len() / 2, bytes.len() - 1] {
         let err = decode(&schemas, &bytes[..cut]).unwrap_err();
@@ -197,11 +218,16 @@ fn missing_required_field_is_named() {
         {"name":"model_id","type":"string"},
         {"name":"response_time_ms","type":"double"},
         {"name":"success","type":"boolean"}]}"#;
-    let fingerprint = schemas.register_writer(SchemaKind::LatencyEvent, old).unwrap();
+    let fingerprint = schemas
+        .register_writer(SchemaKind::LatencyEvent, old)
+        .unwrap();
     let writer = apache_avro::Schema::parse_str(old).unwrap();
     let value = apache_avro::types::Value::Record(vec![
         ("event_id".into(), "e".into()),
-        ("occurred_at".into(), apache_avro::types::Value::TimestampMillis(5)),
+        (
+            "occurred_at".into(),
+            apache_avro::types::Value::TimestampMillis(5),
+        ),
         ("tenant_id".into(), "t".into()),
         ("model_id".into(), "m".into()),
         ("response_time_ms".into(), 1.5f64.into()),
@@ -215,7 +241,9 @@ fn missing_required_field_is_named() {
     };
     let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
     assert_eq!(fields, ["provider", "tool"]);
-    assert!(problems.iter().all(|p| p.reason == "missing required field"));
+    assert!(problems
+        .iter()
+        .all(|p| p.reason == "missing required field"));
 }
 
 #[test]
@@ -242,7 +270,11 @@ fn negative_tokens_and_non_finite_latency_are_named() {
     let mut spend = usage();
     spend.cost_usd_nanos = -1;
     spend.output_tokens = -2;
-    let fields: Vec<_> = spend.problems(&limits).into_iter().map(|p| p.field).collect();
+    let fields: Vec<_> = spend
+        .problems(&limits)
+        .into_iter()
+        .map(|p| p.field)
+        .collect();
     assert_eq!(fields, ["output_tokens", "cost_usd_nanos"]);
 }
 

@@ -24,14 +24,78 @@ pub struct ModelProfile {
 }
 
 pub const MODELS: [ModelProfile; 8] = [
-    ModelProfile { model_id: "gpt-4o", provider: "openai", median_ms: 900.0, sigma: 0.45, error_rate: 0.015, input_nanos_per_token: 2_500, output_nanos_per_token: 10_000 },
-    ModelProfile { model_id: "claude-sonnet-4", provider: "anthropic", median_ms: 1_100.0, sigma: 0.5, error_rate: 0.012, input_nanos_per_token: 3_000, output_nanos_per_token: 15_000 },
-    ModelProfile { model_id: "gemini-2.5-flash", provider: "google", median_ms: 380.0, sigma: 0.4, error_rate: 0.015, input_nanos_per_token: 300, output_nanos_per_token: 2_500 },
-    ModelProfile { model_id: "gpt-4o-mini", provider: "openai", median_ms: 450.0, sigma: 0.4, error_rate: 0.01, input_nanos_per_token: 150, output_nanos_per_token: 600 },
-    ModelProfile { model_id: "claude-haiku-4", provider: "anthropic", median_ms: 500.0, sigma: 0.35, error_rate: 0.008, input_nanos_per_token: 800, output_nanos_per_token: 4_000 },
-    ModelProfile { model_id: "gemini-2.5-pro", provider: "google", median_ms: 1_300.0, sigma: 0.55, error_rate: 0.02, input_nanos_per_token: 1_250, output_nanos_per_token: 10_000 },
-    ModelProfile { model_id: "llama-3.3-70b", provider: "together", median_ms: 700.0, sigma: 0.6, error_rate: 0.03, input_nanos_per_token: 880, output_nanos_per_token: 880 },
-    ModelProfile { model_id: "mistral-large", provider: "mistral", median_ms: 800.0, sigma: 0.5, error_rate: 0.02, input_nanos_per_token: 2_000, output_nanos_per_token: 6_000 },
+    ModelProfile {
+        model_id: "gpt-4o",
+        provider: "openai",
+        median_ms: 900.0,
+        sigma: 0.45,
+        error_rate: 0.015,
+        input_nanos_per_token: 2_500,
+        output_nanos_per_token: 10_000,
+    },
+    ModelProfile {
+        model_id: "claude-sonnet-4",
+        provider: "anthropic",
+        median_ms: 1_100.0,
+        sigma: 0.5,
+        error_rate: 0.012,
+        input_nanos_per_token: 3_000,
+        output_nanos_per_token: 15_000,
+    },
+    ModelProfile {
+        model_id: "gemini-2.5-flash",
+        provider: "google",
+        median_ms: 380.0,
+        sigma: 0.4,
+        error_rate: 0.015,
+        input_nanos_per_token: 300,
+        output_nanos_per_token: 2_500,
+    },
+    ModelProfile {
+        model_id: "gpt-4o-mini",
+        provider: "openai",
+        median_ms: 450.0,
+        sigma: 0.4,
+        error_rate: 0.01,
+        input_nanos_per_token: 150,
+        output_nanos_per_token: 600,
+    },
+    ModelProfile {
+        model_id: "claude-haiku-4",
+        provider: "anthropic",
+        median_ms: 500.0,
+        sigma: 0.35,
+        error_rate: 0.008,
+        input_nanos_per_token: 800,
+        output_nanos_per_token: 4_000,
+    },
+    ModelProfile {
+        model_id: "gemini-2.5-pro",
+        provider: "google",
+        median_ms: 1_300.0,
+        sigma: 0.55,
+        error_rate: 0.02,
+        input_nanos_per_token: 1_250,
+        output_nanos_per_token: 10_000,
+    },
+    ModelProfile {
+        model_id: "llama-3.3-70b",
+        provider: "together",
+        median_ms: 700.0,
+        sigma: 0.6,
+        error_rate: 0.03,
+        input_nanos_per_token: 880,
+        output_nanos_per_token: 880,
+    },
+    ModelProfile {
+        model_id: "mistral-large",
+        provider: "mistral",
+        median_ms: 800.0,
+        sigma: 0.5,
+        error_rate: 0.02,
+        input_nanos_per_token: 2_000,
+        output_nanos_per_token: 6_000,
+    },
 ];
 
 /// Tools and how much each slows a call down.
@@ -130,7 +194,10 @@ impl Generator {
                     parameters.insert("use_websearch".into(), "true".into());
                 }
                 let slowdown = if thinking { 2.0 } else { 1.0 } * if streaming { 0.9 } else { 1.0 };
-                ParameterSet { parameters, slowdown }
+                ParameterSet {
+                    parameters,
+                    slowdown,
+                }
             })
             .collect();
         let _ = rng.random::<u64>();
@@ -157,7 +224,9 @@ impl Generator {
     pub fn next(&mut self, occurred_at: i64) -> (LatencyEvent, Option<UsageEvent>) {
         let tenant = self.tenants[pick(&mut self.rng, &self.tenant_weights)].clone();
         let model = &MODELS[pick(&mut self.rng, &self.model_weights)];
-        let (tool, tool_slowdown) = TOOLS[self.rng.random_range(0..self.config.tools.clamp(1, TOOLS.len()))];
+        let (tool, tool_slowdown) = TOOLS[self
+            .rng
+            .random_range(0..self.config.tools.clamp(1, TOOLS.len()))];
         let set_weights = zipf_weights(self.parameter_sets.len());
         let set = self.parameter_sets[pick(&mut self.rng, &set_weights)].clone();
 
@@ -184,26 +253,30 @@ impl Generator {
             parameters,
             response_time_ms,
             success,
-            error_type: (!success).then(|| ERRORS[self.rng.random_range(0..ERRORS.len())].to_owned()),
+            error_type: (!success)
+                .then(|| ERRORS[self.rng.random_range(0..ERRORS.len())].to_owned()),
             input_tokens: Some(input_tokens),
             output_tokens: Some(output_tokens),
         };
-        let usage = self.rng.random_bool(self.config.usage_ratio.clamp(0.0, 1.0)).then(|| {
-            let user = self.rng.random_range(1..=50);
-            UsageEvent {
-                event_id: self.event_id("use"),
-                occurred_at,
-                tenant_id: tenant,
-                user_id: Some(format!("user-{user:03}")),
-                model_id: model.model_id.into(),
-                provider: model.provider.into(),
-                feature: FEATURES[pick(&mut self.rng, &zipf_weights(FEATURES.len()))].into(),
-                input_tokens,
-                output_tokens,
-                cost_usd_nanos: input_tokens * model.input_nanos_per_token
-                    + output_tokens * model.output_nanos_per_token,
-            }
-        });
+        let usage = self
+            .rng
+            .random_bool(self.config.usage_ratio.clamp(0.0, 1.0))
+            .then(|| {
+                let user = self.rng.random_range(1..=50);
+                UsageEvent {
+                    event_id: self.event_id("use"),
+                    occurred_at,
+                    tenant_id: tenant,
+                    user_id: Some(format!("user-{user:03}")),
+                    model_id: model.model_id.into(),
+                    provider: model.provider.into(),
+                    feature: FEATURES[pick(&mut self.rng, &zipf_weights(FEATURES.len()))].into(),
+                    input_tokens,
+                    output_tokens,
+                    cost_usd_nanos: input_tokens * model.input_nanos_per_token
+                        + output_tokens * model.output_nanos_per_token,
+                }
+            });
         (latency_event, usage)
     }
 
@@ -246,7 +319,10 @@ mod tests {
                 assert!(spend.cost_usd_nanos >= 0);
                 assert_eq!(spend.input_tokens, latency.input_tokens.unwrap());
             }
-            by_model.entry(latency.model_id).or_default().push(latency.response_time_ms);
+            by_model
+                .entry(latency.model_id)
+                .or_default()
+                .push(latency.response_time_ms);
         }
         let error_rate = errors as f64 / n as f64;
         assert!((0.005..0.05).contains(&error_rate), "{error_rate}");
@@ -257,8 +333,14 @@ mod tests {
         };
         let fast = median(by_model.get_mut("gemini-2.5-flash").unwrap());
         let slow = median(by_model.get_mut("claude-sonnet-4").unwrap());
-        assert!(slow > 2.0 * fast, "medians differ by model: {slow} vs {fast}");
-        let counts: Vec<usize> = MODELS[..6].iter().map(|m| by_model[m.model_id].len()).collect();
+        assert!(
+            slow > 2.0 * fast,
+            "medians differ by model: {slow} vs {fast}"
+        );
+        let counts: Vec<usize> = MODELS[..6]
+            .iter()
+            .map(|m| by_model[m.model_id].len())
+            .collect();
         assert!(counts[0] > counts[5] * 3, "zipf weights: {counts:?}");
     }
 }

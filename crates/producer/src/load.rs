@@ -80,11 +80,18 @@ pub async fn run(
         let base = now_ms() - (spread_ms as f64 * (1.0 - progress.min(1.0))) as i64;
         let mut events: Vec<Event> = Vec::with_capacity(chunk as usize * 2);
         for _ in 0..chunk {
-            let jitter = if jitter_ms > 0 { jitter_rng.random_range(0..=jitter_ms) } else { 0 };
+            let jitter = if jitter_ms > 0 {
+                jitter_rng.random_range(0..=jitter_ms)
+            } else {
+                0
+            };
             events.extend(generator.next_events(base - jitter));
         }
         publisher.send_batch(&events).await?;
-        let usage = events.iter().filter(|e| matches!(e, Event::Usage(_))).count() as u64;
+        let usage = events
+            .iter()
+            .filter(|e| matches!(e, Event::Usage(_)))
+            .count() as u64;
         report.usage += usage;
         report.latency += events.len() as u64 - usage;
     }

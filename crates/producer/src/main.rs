@@ -12,7 +12,10 @@ use centile_runtime::{
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Publishes Centile latency and usage events to Kafka.")]
+#[command(
+    version,
+    about = "Publishes Centile latency and usage events to Kafka."
+)]
 struct Cli {
     /// TOML config file; `CENTILE_*` environment variables override it.
     #[arg(long, global = true, env = "CENTILE_CONFIG")]

@@ -179,9 +179,15 @@ impl Default for AggregatorConfig {
             allowed_lateness: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             tdigest_compression: 1000,
-            performance_parameters: ["thinking_mode", "use_websearch", "streaming", "max_tokens", "temperature"]
-                .map(String::from)
-                .to_vec(),
+            performance_parameters: [
+                "thinking_mode",
+                "use_websearch",
+                "streaming",
+                "max_tokens",
+                "temperature",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 }
@@ -242,10 +248,11 @@ impl Config {
             .map_err(|e| RuntimeError::Config(e.to_string()))?;
         let mut merged = defaults.clone();
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|source| RuntimeError::ConfigFile {
-                path: path.display().to_string(),
-                source,
-            })?;
+            let text =
+                std::fs::read_to_string(path).map_err(|source| RuntimeError::ConfigFile {
+                    path: path.display().to_string(),
+                    source,
+                })?;
             let layer: toml::Value = toml::from_str(&text)
                 .map_err(|e| RuntimeError::Config(format!("{}: {e}", path.display())))?;
             merge(&mut merged, layer);
@@ -262,9 +269,9 @@ impl Config {
                 .expect("every env section is a table")
                 .insert(key, value);
         }
-        merged
-            .try_into()
-            .map_err(|e: toml::de::Error| RuntimeError::Config(e.message().to_owned() + &location(&e)))
+        merged.try_into().map_err(|e: toml::de::Error| {
+            RuntimeError::Config(e.message().to_owned() + &location(&e))
+        })
     }
 }
 
@@ -367,7 +374,10 @@ mod tests {
                 ("CENTILE_KAFKA_BROKERS", "a:1,b:2"),
                 ("CENTILE_TOPIC_PARTITIONS", "6"),
                 ("CENTILE_CLICKHOUSE_PASSWORD", "12345"),
-                ("CENTILE_AGGREGATOR_PERFORMANCE_PARAMETERS", "streaming, temperature"),
+                (
+                    "CENTILE_AGGREGATOR_PERFORMANCE_PARAMETERS",
+                    "streaming, temperature",
+                ),
                 ("CENTILE_METRICS_ADDR", "127.0.0.1:9999"),
                 ("CENTILE_STACK_DIR", "/ignored: not a config section"),
                 ("PATH", "/bin"),
@@ -379,7 +389,10 @@ mod tests {
         assert_eq!(config.topics.partitions, 6);
         assert_eq!(config.sink.batch_max_wait, Duration::from_millis(250));
         assert_eq!(config.clickhouse.password.unwrap().expose(), "12345");
-        assert_eq!(config.aggregator.performance_parameters, ["streaming", "temperature"]);
+        assert_eq!(
+            config.aggregator.performance_parameters,
+            ["streaming", "temperature"]
+        );
         assert_eq!(config.metrics.addr.unwrap().port(), 9999);
     }
 
@@ -387,18 +400,21 @@ mod tests {
     fn unknown_keys_and_bad_values_are_named() {
         let err = Config::load_from(None, env(&[("CENTILE_KAFKA_BROKRES", "x")])).unwrap_err();
         assert!(err.to_string().contains("brokres"), "{err}");
-        let err = Config::load_from(None, env(&[("CENTILE_TOPIC_PARTITIONS", "many")])).unwrap_err();
+        let err =
+            Config::load_from(None, env(&[("CENTILE_TOPIC_PARTITIONS", "many")])).unwrap_err();
         assert_eq!(
             err.to_string(),
             "environment variable CENTILE_TOPIC_PARTITIONS: expected an integer, got \"many\""
         );
-        let err = Config::load_from(None, env(&[("CENTILE_SINK_BATCH_MAX_WAIT", "soon")])).unwrap_err();
+        let err =
+            Config::load_from(None, env(&[("CENTILE_SINK_BATCH_MAX_WAIT", "soon")])).unwrap_err();
         assert!(err.to_string().contains("invalid config"), "{err}");
     }
 
     #[test]
     fn secrets_never_print() {
-        let config = Config::load_from(None, env(&[("CENTILE_KAFKA_SASL_PASSWORD", "hunter2")])).unwrap();
+        let config =
+            Config::load_from(None, env(&[("CENTILE_KAFKA_SASL_PASSWORD", "hunter2")])).unwrap();
         assert!(!format!("{config:?}").contains("hunter2"));
     }
 }

@@ -49,7 +49,10 @@ pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
         .set("enable.idempotence", kafka.idempotence.to_string())
         .set("compression.type", &kafka.compression)
         .set("linger.ms", kafka.linger.as_millis().to_string())
-        .set("message.timeout.ms", kafka.delivery_timeout.as_millis().to_string());
+        .set(
+            "message.timeout.ms",
+            kafka.delivery_timeout.as_millis().to_string(),
+        );
     for (key, value) in &kafka.extra {
         config.set(key, value);
     }
@@ -81,7 +84,13 @@ pub async fn ensure_topics(
     let admin: AdminClient<DefaultClientContext> = client_config(kafka).create()?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(replication_factor)))
+        .map(|name| {
+            NewTopic::new(
+                name,
+                partitions,
+                TopicReplication::Fixed(replication_factor),
+            )
+        })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for result in admin.create_topics(&new_topics, &options).await? {

@@ -21,8 +21,8 @@ use crate::{config::LogConfig, Secret};
 
 /// Installs the global tracing subscriber. `RUST_LOG` overrides the config filter.
 pub fn init_tracing(config: &LogConfig) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(&config.filter));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.filter));
     let builder = fmt().with_env_filter(filter).with_target(true);
     let result = if config.format == "json" {
         builder.json().try_init()
@@ -41,7 +41,10 @@ pub struct Readiness {
 
 impl Readiness {
     pub fn set(&self, check: &'static str, ready: bool) {
-        self.checks.lock().expect("readiness lock").insert(check, ready);
+        self.checks
+            .lock()
+            .expect("readiness lock")
+            .insert(check, ready);
     }
 
     pub fn is_ready(&self) -> bool {
@@ -104,7 +107,11 @@ async fn metrics(State(state): State<ServerState>, headers: HeaderMap) -> Respon
     if let Err(e) = encoder.encode(&state.registry.gather(), &mut body) {
         return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
     }
-    ([(header::CONTENT_TYPE, encoder.format_type().to_owned())], body).into_response()
+    (
+        [(header::CONTENT_TYPE, encoder.format_type().to_owned())],
+        body,
+    )
+        .into_response()
 }
 
 async fn readyz(State(state): State<ServerState>) -> Response {
@@ -147,16 +154,47 @@ mod tests {
     async fn serves_metrics_health_and_readiness() {
         let (base, readiness, shutdown) = start(None).await;
         let http = reqwest::Client::new();
-        let body = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+        let body = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert!(body.contains("centile_test_events_total 7"), "{body}");
-        assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
-        assert_eq!(http.get(format!("{base}/readyz")).send().await.unwrap().status(), 503);
+        assert_eq!(
+            http.get(format!("{base}/healthz"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        assert_eq!(
+            http.get(format!("{base}/readyz"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            503
+        );
         readiness.set("kafka", true);
-        assert_eq!(http.get(format!("{base}/readyz")).send().await.unwrap().status(), 200);
+        assert_eq!(
+            http.get(format!("{base}/readyz"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
         readiness.set("clickhouse", false);
         let response = http.get(format!("{base}/readyz")).send().await.unwrap();
         assert_eq!(response.status(), 503);
-        assert_eq!(response.text().await.unwrap(), r#"{"clickhouse":false,"kafka":true}"#);
+        assert_eq!(
+            response.text().await.unwrap(),
+            r#"{"clickhouse":false,"kafka":true}"#
+        );
         shutdown.cancel();
     }
 
@@ -166,8 +204,24 @@ mod tests {
         let http = reqwest::Client::new();
         let url = format!("{base}/metrics");
         assert_eq!(http.get(&url).send().await.unwrap().status(), 401);
-        assert_eq!(http.get(&url).bearer_auth("wrong").send().await.unwrap().status(), 401);
-        assert_eq!(http.get(&url).bearer_auth("s3cret").send().await.unwrap().status(), 200);
+        assert_eq!(
+            http.get(&url)
+                .bearer_auth("wrong")
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            401
+        );
+        assert_eq!(
+            http.get(&url)
+                .bearer_auth("s3cret")
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
         shutdown.cancel();
     }
 }

@@ -27,7 +27,10 @@ impl Batch {
     pub fn track(&mut self, topic: &str, partition: i32, offset: i64) {
         self.opened_at.get_or_insert_with(Instant::now);
         self.messages += 1;
-        let next = self.next_offsets.entry((topic.to_owned(), partition)).or_insert(0);
+        let next = self
+            .next_offsets
+            .entry((topic.to_owned(), partition))
+            .or_insert(0);
         *next = (*next).max(offset + 1);
     }
 
@@ -118,7 +121,10 @@ mod tests {
         batch.push_usage_pane(pane("a", 9, 5));
         batch.push_usage_pane(pane("a", 6, 3));
         batch.push_usage_pane(pane("b", 1, 1));
-        let mut kept: Vec<_> = batch.usage_panes().map(|p| (p.pane_id.as_str(), p.requests)).collect();
+        let mut kept: Vec<_> = batch
+            .usage_panes()
+            .map(|p| (p.pane_id.as_str(), p.requests))
+            .collect();
         kept.sort();
         assert_eq!(kept, [("a", 5), ("b", 1)]);
     }
@@ -130,7 +136,10 @@ mod tests {
         batch.track("x", 0, 3);
         batch.track("x", 1, 0);
         batch.track("y", 0, 41);
-        assert_eq!(batch.next_offsets().collect::<Vec<_>>(), [("x", 0, 6), ("x", 1, 1), ("y", 0, 42)]);
+        assert_eq!(
+            batch.next_offsets().collect::<Vec<_>>(),
+            [("x", 0, 6), ("x", 1, 1), ("y", 0, 42)]
+        );
         assert_eq!(batch.messages(), 4);
         assert!(batch.is_full(4));
         assert!(!batch.is_full(5));
@@ -144,6 +153,9 @@ mod tests {
         batch.track("x", 0, 0);
         tokio::time::advance(Duration::from_millis(700)).await;
         batch.track("x", 0, 1);
-        assert_eq!(batch.deadline(Duration::from_secs(1)), Some(start + Duration::from_secs(1)));
+        assert_eq!(
+            batch.deadline(Duration::from_secs(1)),
+            Some(start + Duration::from_secs(1))
+        );
     }
 }

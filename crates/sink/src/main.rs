@@ -39,18 +39,27 @@ async fn main() -> anyhow::Result<()> {
             let report = migrate(&config.clickhouse).await?;
             println!(
                 "clickhouse {} database {}: applied {:?}, already applied {:?}, deferred {:?}",
-                report.server_version, config.clickhouse.database, report.applied, report.already_applied, report.deferred
+                report.server_version,
+                config.clickhouse.database,
+                report.applied,
+                report.already_applied,
+                report.deferred
             );
             Ok(())
         }
         Command::Run => {
             let default_metrics = ([127, 0, 0, 1], 9466).into();
-            run_service("centile-sink", cli.config.as_deref(), default_metrics, |ctx| async move {
-                let metrics = SinkMetrics::register(&ctx.registry)?;
-                runner::run(&ctx.config, &metrics, ctx.readiness, ctx.shutdown)
-                    .await
-                    .map_err(BoxError::from)
-            })
+            run_service(
+                "centile-sink",
+                cli.config.as_deref(),
+                default_metrics,
+                |ctx| async move {
+                    let metrics = SinkMetrics::register(&ctx.registry)?;
+                    runner::run(&ctx.config, &metrics, ctx.readiness, ctx.shutdown)
+                        .await
+                        .map_err(BoxError::from)
+                },
+            )
             .await
             .map_err(|e| anyhow::anyhow!(e))
         }

@@ -18,19 +18,31 @@ impl SinkMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let metrics = Self {
             messages: IntCounterVec::new(
-                Opts::new("centile_sink_messages_total", "Messages consumed, by topic role (latency, usage, rollups)."),
+                Opts::new(
+                    "centile_sink_messages_total",
+                    "Messages consumed, by topic role (latency, usage, rollups).",
+                ),
                 &["role"],
             )?,
             rows_written: IntCounterVec::new(
-                Opts::new("centile_sink_rows_written_total", "Rows inserted into ClickHouse, by table."),
+                Opts::new(
+                    "centile_sink_rows_written_total",
+                    "Rows inserted into ClickHouse, by table.",
+                ),
                 &["table"],
             )?,
             insert_failures: IntCounterVec::new(
-                Opts::new("centile_sink_insert_failures_total", "Failed ClickHouse inserts (retried), by table."),
+                Opts::new(
+                    "centile_sink_insert_failures_total",
+                    "Failed ClickHouse inserts (retried), by table.",
+                ),
                 &["table"],
             )?,
             dead_letters: IntCounterVec::new(
-                Opts::new("centile_sink_dead_letters_total", "Messages sent to the dead-letter topic, by reason."),
+                Opts::new(
+                    "centile_sink_dead_letters_total",
+                    "Messages sent to the dead-letter topic, by reason.",
+                ),
                 &["reason"],
             )?,
             flush_duration: Histogram::with_opts(HistogramOpts::new(
@@ -46,7 +58,10 @@ impl SinkMetrics {
                 "1 when the last ClickHouse write succeeded, 0 while writes are failing.",
             )?,
             committed_offset: IntGaugeVec::new(
-                Opts::new("centile_sink_committed_offset", "Next offset committed, per topic and partition."),
+                Opts::new(
+                    "centile_sink_committed_offset",
+                    "Next offset committed, per topic and partition.",
+                ),
                 &["topic", "partition"],
             )?,
         };

@@ -110,18 +110,30 @@ fn push_statement(statements: &mut Vec<String>, chunk: &str) {
 pub fn version_at_least(server: &str, required: &str) -> bool {
     let parse = |v: &str| -> Vec<u64> {
         v.split('.')
-            .map(|p| p.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(0))
+            .map(|p| {
+                p.chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+                    .parse()
+                    .unwrap_or(0)
+            })
             .collect()
     };
     let (server, required) = (parse(server), parse(required));
     let len = server.len().max(required.len());
-    let pad = |v: &[u64]| (0..len).map(|i| v.get(i).copied().unwrap_or(0)).collect::<Vec<_>>();
+    let pad = |v: &[u64]| {
+        (0..len)
+            .map(|i| v.get(i).copied().unwrap_or(0))
+            .collect::<Vec<_>>()
+    };
     pad(&server) >= pad(&required)
 }
 
 pub fn check_database_name(name: &str) -> Result<(), SinkError> {
     let mut chars = name.chars();
-    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
     if valid {
         Ok(())
@@ -149,7 +161,9 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport, SinkE
         .await?;
     let server_version: String = client.query("SELECT version()").fetch_one().await?;
     let applied: Vec<Applied> = client
-        .query(&format!("SELECT version, checksum FROM {database}.schema_migrations"))
+        .query(&format!(
+            "SELECT version, checksum FROM {database}.schema_migrations"
+        ))
         .fetch_all()
         .await?;
 
@@ -182,7 +196,12 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport, SinkE
     Ok(report)
 }
 
-async fn apply(client: &Client, migration: &Migration, database: &str, retention_days: u32) -> Result<(), SinkError> {
+async fn apply(
+    client: &Client,
+    migration: &Migration,
+    database: &str,
+    retention_days: u32,
+) -> Result<(), SinkError> {
     let failed = |source| SinkError::Migration {
         name: migration.name.to_owned(),
         source,
@@ -229,7 +248,11 @@ mod tests {
     #[test]
     fn statements_split_on_semicolon_lines_and_fill_placeholders() {
         let sql = "-- header;\n-- only comments\nCREATE TABLE ${database}.a (x UInt8)\nENGINE = Memory;\n\n-- c\nALTER TABLE ${database}.a MODIFY TTL d + toIntervalDay(${raw_retention_days});\n-- trailing\n";
-        let m = Migration { version: 9, name: "x", sql };
+        let m = Migration {
+            version: 9,
+            name: "x",
+            sql,
+        };
         assert_eq!(
             m.statements("db1", 30),
             [
@@ -247,7 +270,10 @@ mod tests {
         assert!(!version_at_least("9.99", "19.6"));
         let ttl = MIGRATIONS.iter().find(|m| m.name.contains("ttl")).unwrap();
         assert_eq!(ttl.min_server_version(), Some("19.6"));
-        assert!(MIGRATIONS.iter().filter(|m| !m.name.contains("ttl")).all(|m| m.min_server_version().is_none()));
+        assert!(MIGRATIONS
+            .iter()
+            .filter(|m| !m.name.contains("ttl"))
+            .all(|m| m.min_server_version().is_none()));
     }
 
     #[test]

@@ -38,7 +38,13 @@ pub struct LatencyEventRow {
 }
 
 impl LatencyEventRow {
-    pub fn new(e: LatencyEvent, hasher: &ParameterHasher, partition: i32, offset: i64, now_ms: i64) -> Self {
+    pub fn new(
+        e: LatencyEvent,
+        hasher: &ParameterHasher,
+        partition: i32,
+        offset: i64,
+        now_ms: i64,
+    ) -> Self {
         let parameter_hash = hasher.select(&e.parameters).hash;
         Self {
             occurred_at: seconds(e.occurred_at),
@@ -141,7 +147,8 @@ fn unsigned(v: i64) -> u64 {
 
 impl LatencyPaneRow {
     pub fn new(p: LatencyPane, now_ms: i64) -> Self {
-        let (centroid_means, centroid_weights) = p.centroids.iter().map(|c| (c.mean, c.weight)).unzip();
+        let (centroid_means, centroid_weights) =
+            p.centroids.iter().map(|c| (c.mean, c.weight)).unzip();
         Self {
             version: unsigned(p.version),
             granularity: p.granularity.as_str().to_owned(),

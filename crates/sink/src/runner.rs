@@ -61,7 +61,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), SinkError> {
     if config.sink.auto_migrate {
-        let report = with_backoff(config, &shutdown, "migrations", || migrate(&config.clickhouse)).await?;
+        let report = with_backoff(config, &shutdown, "migrations", || {
+            migrate(&config.clickhouse)
+        })
+        .await?;
         tracing::info!(applied = ?report.applied, deferred = ?report.deferred, server = %report.server_version, "schema up to date");
     }
     readiness.set("clickhouse", true);
@@ -75,7 +78,8 @@ pub async fn run(
         )
         .await?;
     }
-    let consumer: StreamConsumer = consumer_config(&config.kafka, &config.sink.group_id).create()?;
+    let consumer: StreamConsumer =
+        consumer_config(&config.kafka, &config.sink.group_id).create()?;
     consumer.subscribe(&[&topics.latency, &topics.usage, &topics.rollups])?;
     readiness.set("kafka", true);
 
@@ -132,7 +136,11 @@ where
 }
 
 impl Sink<'_> {
-    async fn consume(&self, consumer: &StreamConsumer, shutdown: &CancellationToken) -> Result<(), SinkError> {
+    async fn consume(
+        &self,
+        consumer: &StreamConsumer,
+        shutdown: &CancellationToken,
+    ) -> Result<(), SinkError> {
         let settings = &self.config.sink;
         let mut batch = Batch::default();
         loop {
@@ -154,7 +162,10 @@ impl Sink<'_> {
                 },
             }
         }
-        tracing::info!(messages = batch.messages(), "writing the open batch before exit");
+        tracing::info!(
+            messages = batch.messages(),
+            "writing the open batch before exit"
+        );
         let grace = CancellationToken::new();
         let timer = grace.clone();
         tokio::spawn(async move {
@@ -192,12 +203,18 @@ impl Sink<'_> {
                 expected: "rollup panes",
             }),
             (_, Decoded::Latency(e)) => e.validate(&self.limits).map(|()| {
-                batch
-                    .latency_events
-                    .push(LatencyEventRow::new(e, &self.hasher, partition, offset, now));
+                batch.latency_events.push(LatencyEventRow::new(
+                    e,
+                    &self.hasher,
+                    partition,
+                    offset,
+                    now,
+                ));
             }),
             (_, Decoded::Usage(e)) => e.validate(&self.limits).map(|()| {
-                batch.usage_events.push(UsageEventRow::new(e, partition, offset, now));
+                batch
+                    .usage_events
+                    .push(UsageEventRow::new(e, partition, offset, now));
             }),
             (_, other) => Err(DecodeError::WrongTopic {
                 found: other.kind().name(),
@@ -206,7 +223,10 @@ impl Sink<'_> {
         });
         if let Err(error) = outcome {
             tracing::warn!(topic, partition, offset, reason = %error, "dead-lettering message");
-            self.metrics.dead_letters.with_label_values(&[error.kind()]).inc();
+            self.metrics
+                .dead_letters
+                .with_label_values(&[error.kind()])
+                .inc();
             let origin = Origin {
                 topic,
                 partition,

@@ -33,7 +33,8 @@ impl Writer {
     /// failure: raw tables deduplicate by event id and pane tables by pane
     /// id and version.
     pub async fn write(&self, batch: &Batch) -> Result<(), clickhouse::error::Error> {
-        self.insert(LATENCY_EVENTS, batch.latency_events.iter()).await?;
+        self.insert(LATENCY_EVENTS, batch.latency_events.iter())
+            .await?;
         self.insert(USAGE_EVENTS, batch.usage_events.iter()).await?;
         self.insert(LATENCY_PANES, batch.latency_panes()).await?;
         self.insert(USAGE_PANES, batch.usage_panes()).await?;
@@ -63,9 +64,15 @@ impl Writer {
             written += 1;
         }
         insert.end().await.inspect_err(|_| {
-            self.metrics.insert_failures.with_label_values(&[table]).inc();
+            self.metrics
+                .insert_failures
+                .with_label_values(&[table])
+                .inc();
         })?;
-        self.metrics.rows_written.with_label_values(&[table]).inc_by(written);
+        self.metrics
+            .rows_written
+            .with_label_values(&[table])
+            .inc_by(written);
         Ok(())
     }
 }

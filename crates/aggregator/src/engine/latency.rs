@@ -23,7 +23,12 @@ pub(crate) struct LatencyKey {
 }
 
 impl LatencyKey {
-    pub fn new(granularity: Granularity, window_start: i64, e: &LatencyEvent, parameter_hash: &str) -> Self {
+    pub fn new(
+        granularity: Granularity,
+        window_start: i64,
+        e: &LatencyEvent,
+        parameter_hash: &str,
+    ) -> Self {
         Self {
             granularity,
             window_start,
@@ -67,7 +72,11 @@ pub(crate) struct LatencyAgg {
 }
 
 impl LatencyAgg {
-    pub fn new(first_offset: i64, parameters: BTreeMap<String, String>, compression: usize) -> Self {
+    pub fn new(
+        first_offset: i64,
+        parameters: BTreeMap<String, String>,
+        compression: usize,
+    ) -> Self {
         Self {
             first_offset,
             last_offset: first_offset,

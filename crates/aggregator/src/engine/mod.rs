@@ -140,7 +140,10 @@ impl Engine {
 
     /// Panes held in memory, open or awaiting their final emission.
     pub fn open_panes(&self) -> usize {
-        self.partitions.values().map(PartitionState::open_panes).sum()
+        self.partitions
+            .values()
+            .map(PartitionState::open_panes)
+            .sum()
     }
 }
 

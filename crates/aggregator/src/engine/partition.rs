@@ -120,7 +120,9 @@ impl PartitionState {
 
     pub fn ingest(&mut self, config: &EngineConfig, offset: i64, event: &Event) -> Ingested {
         self.skip(offset);
-        let watermark = self.watermark(config.allowed_lateness_ms).unwrap_or(i64::MIN);
+        let watermark = self
+            .watermark(config.allowed_lateness_ms)
+            .unwrap_or(i64::MIN);
         let mut ingested = Ingested::default();
         for &granularity in &config.granularities {
             let window_start = granularity.window_start(event.occurred_at());
@@ -132,12 +134,16 @@ impl PartitionState {
                     let params = config.parameters.select(&e.parameters);
                     let key = LatencyKey::new(granularity, window_start, e, &params.hash);
                     self.latency
-                        .entry(key, || LatencyAgg::new(offset, params.parameters, config.tdigest_compression))
+                        .entry(key, || {
+                            LatencyAgg::new(offset, params.parameters, config.tdigest_compression)
+                        })
                         .add(offset, e);
                 }
                 Event::Usage(e) => {
                     let key = UsageKey::new(granularity, window_start, e);
-                    self.usage.entry(key, || UsageAgg::new(offset)).add(offset, e);
+                    self.usage
+                        .entry(key, || UsageAgg::new(offset))
+                        .add(offset, e);
                 }
             }
         }
@@ -182,7 +188,9 @@ impl PartitionState {
         let ctx = EmitContext {
             topic: &self.topic,
             partition: self.partition,
-            watermark: self.watermark(config.allowed_lateness_ms).unwrap_or(i64::MIN),
+            watermark: self
+                .watermark(config.allowed_lateness_ms)
+                .unwrap_or(i64::MIN),
         };
         self.latency.flush(&ctx, &mut flush.panes);
         self.usage.flush(&ctx, &mut flush.panes);

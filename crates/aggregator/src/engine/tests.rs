@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use centile_events::{Decoded, Event, Granularity, LatencyEvent, LatencyPane, UsageEvent, UsagePane};
+use centile_events::{
+    Decoded, Event, Granularity, LatencyEvent, LatencyPane, UsageEvent, UsagePane,
+};
 
 use super::*;
 
@@ -109,7 +111,10 @@ fn events_on_an_edge_open_the_next_window() {
 fn panes_carry_exact_aggregates_and_only_performance_parameters() {
     let mut engine = Engine::new(EngineConfig::default());
     for (i, rt) in [12.0, 3.5, 40.25].into_iter().enumerate() {
-        engine.ingest(pos(i as i64 + 100), &latency(i as u32, DAY0 + 1000, rt, i != 1));
+        engine.ingest(
+            pos(i as i64 + 100),
+            &latency(i as u32, DAY0 + 1000, rt, i != 1),
+        );
     }
     let flush = engine.flush();
     let hour = find(&latency_panes(&flush), Granularity::Hour, DAY0)[0].clone();
@@ -117,8 +122,14 @@ fn panes_carry_exact_aggregates_and_only_performance_parameters() {
     assert_eq!((hour.rt_min, hour.rt_max, hour.rt_sum), (3.5, 40.25, 55.75));
     assert_eq!((hour.input_tokens_sum, hour.input_tokens_count), (30, 3));
     assert_eq!((hour.output_tokens_sum, hour.output_tokens_count), (0, 0));
-    assert_eq!(hour.parameters, BTreeMap::from([("streaming".into(), "true".into())]));
-    assert_eq!((hour.source.first_offset, hour.source.last_offset), (100, 102));
+    assert_eq!(
+        hour.parameters,
+        BTreeMap::from([("streaming".into(), "true".into())])
+    );
+    assert_eq!(
+        (hour.source.first_offset, hour.source.last_offset),
+        (100, 102)
+    );
     assert_eq!(hour.version, 204);
     assert!(!hour.is_final);
     let weights: u64 = hour.centroids.iter().map(|c| c.weight).sum();
@@ -152,7 +163,9 @@ fn watermark_seals_windows_and_late_events_open_new_final_panes() {
     let mut engine = Engine::new(config);
     engine.ingest(pos(0), &latency(1, DAY0 + 10_000, 1.0, true));
     let first = engine.flush();
-    let minute_id = find(&latency_panes(&first), Granularity::Minute, DAY0)[0].pane_id.clone();
+    let minute_id = find(&latency_panes(&first), Granularity::Minute, DAY0)[0]
+        .pane_id
+        .clone();
 
     // Event time 2 minutes later: watermark = +2m05s - 5s, so minute 0 is final.
     engine.ingest(pos(1), &latency(2, DAY0 + 125_000, 2.0, true));
@@ -187,7 +200,10 @@ fn idle_partitions_release_windows_by_wall_clock() {
     assert_eq!(engine.open_panes(), 3);
     engine.mark_idle("lat", 0, DAY0 + 2 * HOUR);
     let flush = engine.flush();
-    let finals: Vec<_> = usage_panes(&flush).into_iter().filter(|p| p.is_final).collect();
+    let finals: Vec<_> = usage_panes(&flush)
+        .into_iter()
+        .filter(|p| p.is_final)
+        .collect();
     assert_eq!(finals.len(), 2, "minute and hour are final, the day is not");
     assert_eq!(engine.open_panes(), 1);
     // Idle on a partition never seen is a no-op.
@@ -204,7 +220,10 @@ fn usage_cost_sums_are_exact() {
     let flush = engine.flush();
     for pane in usage_panes(&flush) {
         assert_eq!(pane.cost_usd_nanos_sum, costs.iter().sum::<i64>());
-        assert_eq!((pane.requests, pane.input_tokens_sum, pane.output_tokens_sum), (3, 9, 12));
+        assert_eq!(
+            (pane.requests, pane.input_tokens_sum, pane.output_tokens_sum),
+            (3, 9, 12)
+        );
     }
 }
 
@@ -215,7 +234,10 @@ fn replaying_the_same_input_reproduces_the_same_panes() {
         let mut out = Vec::new();
         for i in 0..5_000i64 {
             let at = DAY0 + i * 997;
-            engine.ingest(pos(i), &latency(i as u32, at, (i % 97) as f64 + 0.5, i % 13 != 0));
+            engine.ingest(
+                pos(i),
+                &latency(i as u32, at, (i % 97) as f64 + 0.5, i % 13 != 0),
+            );
             if i % 1_000 == 0 {
                 out.extend(engine.flush().panes);
             }
