@@ -23,7 +23,10 @@ use crate::{config::LogConfig, Secret};
 pub fn init_tracing(config: &LogConfig) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.filter));
-    let builder = fmt().with_env_filter(filter).with_target(true);
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_target(true)
+        .with_writer(std::io::stderr);
     let result = if config.format == "json" {
         builder.json().try_init()
     } else {
