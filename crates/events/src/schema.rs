@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use apache_avro::{rabin::Rabin, Schema};
+use sha2::Digest;
 
 const LATENCY_EVENT: &str = include_str!("../../../schemas/avro/latency_event.avsc");
 const USAGE_EVENT: &str = include_str!("../../../schemas/avro/usage_event.avsc");
@@ -132,9 +133,9 @@ impl Schemas {
         self.current[&kind].1
     }
 
-    /// The schema's Parsing Canonical Form, as published to other languages.
+    /// The schema's Parsing Canonical Form, as other languages compute it.
     pub fn canonical_form(&self, kind: SchemaKind) -> String {
-        self.current(kind).canonical_form()
+        canonical_form(self.current(kind))
     }
 
     pub(crate) fn writer(&self, fingerprint: &[u8; 8]) -> Option<&WriterSchema> {
@@ -142,7 +143,34 @@ impl Schemas {
     }
 }
 
+/// apache-avro writes a primitive carrying a logical type as
+/// `{"type":"long"}`, but the specification (and Java, Python, C#) reduce
+/// every primitive to its bare name, `"long"`. Fingerprints must match what
+/// other languages compute, so the form is normalised here.
+fn canonical_form(schema: &Schema) -> String {
+    let mut form = schema.canonical_form();
+    for primitive in [
+        "null", "boolean", "int", "long", "float", "double", "bytes", "string",
+    ] {
+        form = form.replace(
+            &format!(r#"{{"type":"{primitive}"}}"#),
+            &format!(r#""{primitive}""#),
+        );
+    }
+    form
+}
+
+/// The CRC-64-AVRO (Rabin) fingerprint of the canonical form, as the 8
+/// little-endian bytes of the 64-bit value, which is how the single-object
+/// specification, Java and fastavro lay it out. apache-avro's digest yields
+/// the bytes the other way round.
 fn fingerprint(schema: &Schema) -> [u8; 8] {
-    let bytes = schema.fingerprint::<Rabin>().bytes;
-    bytes.try_into().expect("rabin fingerprints are 8 bytes")
+    // sha2 re-exports the `Digest` trait that apache-avro's Rabin implements.
+    let digest = Rabin::digest(canonical_form(schema).as_bytes());
+    let mut bytes: [u8; 8] = digest
+        .as_slice()
+        .try_into()
+        .expect("rabin fingerprints are 8 bytes");
+    bytes.reverse();
+    bytes
 }
