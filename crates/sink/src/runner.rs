@@ -68,6 +68,7 @@ pub async fn run(
         tracing::info!(applied = ?report.applied, deferred = ?report.deferred, server = %report.server_version, "schema up to date");
     }
     readiness.set("clickhouse", true);
+    metrics.clickhouse_up.set(1);
     let topics = &config.topics;
     if topics.create_missing {
         ensure_topics(
