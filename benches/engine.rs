@@ -15,17 +15,23 @@ fn events(n: usize) -> Vec<Event> {
         usage_ratio: 0.0,
         ..GeneratorConfig::default()
     });
-    (0..n).map(|i| Event::Latency(generator.next(T0 + i as i64 * 20).0)).collect()
+    (0..n)
+        .map(|i| Event::Latency(generator.next(T0 + i as i64 * 20).0))
+        .collect()
 }
 
 fn codec(c: &mut Criterion) {
     let schemas = Schemas::new();
-    let Event::Latency(event) = events(1).remove(0) else { unreachable!() };
+    let Event::Latency(event) = events(1).remove(0) else {
+        unreachable!()
+    };
     let message = Decoded::Latency(event);
     let bytes = encode(&schemas, &message);
     let mut group = c.benchmark_group("codec");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("encode_latency_event", |b| b.iter(|| encode(&schemas, &message)));
+    group.bench_function("encode_latency_event", |b| {
+        b.iter(|| encode(&schemas, &message))
+    });
     group.bench_function("decode_and_validate_latency_event", |b| {
         b.iter(|| decode(&schemas, &bytes).and_then(|d| d.into_event(&Limits::default())))
     });

@@ -25,6 +25,34 @@ pub struct LoadPlan {
     pub jitter: Duration,
 }
 
+/// What the load generator reports to Prometheus.
+#[derive(Debug, Clone)]
+pub struct LoadMetrics {
+    pub events: prometheus::IntCounterVec,
+    pub batch_ack_duration: prometheus::Histogram,
+}
+
+impl LoadMetrics {
+    pub fn register(registry: &prometheus::Registry) -> prometheus::Result<Self> {
+        let metrics = Self {
+            events: prometheus::IntCounterVec::new(
+                prometheus::Opts::new(
+                    "centile_producer_events_total",
+                    "Events published and acknowledged by the broker, by kind.",
+                ),
+                &["kind"],
+            )?,
+            batch_ack_duration: prometheus::Histogram::with_opts(prometheus::HistogramOpts::new(
+                "centile_producer_batch_ack_duration_seconds",
+                "Time from publishing a batch to the broker's acknowledgement of all of it.",
+            ))?,
+        };
+        registry.register(Box::new(metrics.events.clone()))?;
+        registry.register(Box::new(metrics.batch_ack_duration.clone()))?;
+        Ok(metrics)
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LoadReport {
     pub latency: u64,
@@ -44,6 +72,7 @@ pub async fn run(
     publisher: &EventPublisher,
     generator: GeneratorConfig,
     plan: &LoadPlan,
+    metrics: &LoadMetrics,
     shutdown: &CancellationToken,
 ) -> Result<LoadReport, ProducerError> {
     let mut jitter_rng = StdRng::seed_from_u64(generator.seed ^ 0x5eed);

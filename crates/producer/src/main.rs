@@ -96,7 +96,8 @@ async fn main() -> anyhow::Result<()> {
             parameter_sets: args.parameter_sets,
             usage_ratio: args.usage_ratio,
         };
-        let report = load::run(&publisher, generator, &plan, &ctx.shutdown).await?;
+        let metrics = load::LoadMetrics::register(&ctx.registry)?;
+        let report = load::run(&publisher, generator, &plan, &metrics, &ctx.shutdown).await?;
         let total = report.latency + report.usage;
         println!(
             "published {} latency and {} usage events in {:.1} s ({:.0} events/s, acknowledged by the broker)",

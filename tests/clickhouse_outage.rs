@@ -1,0 +1,124 @@
+//! ClickHouse goes away under load: the sink retries with backoff and stops
+//! consuming, never exits or drops anything, reports itself unready, and
+//! lands every event exactly once when ClickHouse returns. Also: services
+//! create missing topics with the configured partition count.
+
+use std::time::Duration;
+
+use centile::{
+    testkit::{eventually, metric_value, now_ms, CuttableProxy, TestEnv},
+    truth::{assert_exact_aggregates, wait_until_complete, Truth},
+};
+use centile_events::Event;
+use centile_producer::generator::{Generator, GeneratorConfig};
+use rdkafka::{consumer::BaseConsumer, consumer::Consumer};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_survives_a_clickhouse_outage_without_loss() {
+    let mut env = TestEnv::new("outage");
+    let clickhouse = env
+        .config
+        .clickhouse
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("clickhouse host:port");
+    let proxy = CuttableProxy::start(clickhouse).await;
+    env.set("CENTILE_CLICKHOUSE_URL", &format!("http://{}", proxy.addr));
+    env.set("CENTILE_TOPIC_PARTITIONS", "2");
+    env.set("CENTILE_SINK_RETRY_MAX_BACKOFF", "1s");
+    let mut sink = env.spawn("centile-sink", &[]);
+    let aggregator = env.spawn("centile-aggregator", &[]);
+
+    // The services created the topics, with the configured partition count.
+    let reader: BaseConsumer = centile_runtime::kafka::client_config(&env.config.kafka)
+        .create()
+        .expect("metadata client");
+    for topic in [
+        &env.config.topics.latency,
+        &env.config.topics.usage,
+        &env.config.topics.rollups,
+        &env.config.topics.dlq,
+    ] {
+        let partitions = eventually(
+            "services to create their topics",
+            Duration::from_secs(60),
+            || async {
+                let metadata = reader
+                    .fetch_metadata(Some(topic), Duration::from_secs(5))
+                    .ok()?;
+                let t = &metadata.topics()[0];
+                (t.error().is_none() && !t.partitions().is_empty()).then(|| t.partitions().len())
+            },
+        )
+        .await;
+        assert_eq!(partitions, 2, "{topic}");
+    }
+
+    let mut generator = Generator::new(GeneratorConfig {
+        seed: 5,
+        ..GeneratorConfig::default()
+    });
+    let start = now_ms() - 3_600_000;
+    let events: Vec<Event> = (0..12_000)
+        .flat_map(|i| generator.next_events(start + i * 250))
+        .collect();
+    let (before, during) = events.split_at(events.len() / 2);
+    let publisher = env.publisher().await;
+    let mut first = Truth::default();
+    before.iter().for_each(|e| first.add(e));
+    publisher.send_batch(before).await.expect("publish");
+    wait_until_complete(&env, &first, Duration::from_secs(120)).await;
+    assert_eq!(sink.get("/readyz").await.0, 200);
+
+    proxy.cut();
+    publisher
+        .send_batch(during)
+        .await
+        .expect("publish during the outage");
+    let scrape = eventually(
+        "the sink to notice the outage",
+        Duration::from_secs(30),
+        || async {
+            let scrape = sink.metrics().await;
+            (metric_value(&scrape, "centile_sink_clickhouse_up") == Some(0.0)).then_some(scrape)
+        },
+    )
+    .await;
+    assert!(metric_value(
+        &scrape,
+        "centile_sink_rows_written_total{table=\"latency_events\"}"
+    )
+    .is_some());
+    let (status, body) = sink.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"clickhouse\":false"), "{body}");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(
+        sink.is_running(),
+        "the sink must wait out the outage, not exit:\n{}",
+        sink.log()
+    );
+    let landed = env
+        .query_u64("SELECT count() FROM latency_events_dedup")
+        .await;
+    assert_eq!(
+        landed,
+        Some(first.latency_events),
+        "nothing lands while ClickHouse is unreachable"
+    );
+    assert!(sink.log().contains("clickhouse insert failed, retrying"));
+
+    proxy.restore();
+    let mut truth = Truth::default();
+    events.iter().for_each(|e| truth.add(e));
+    wait_until_complete(&env, &truth, Duration::from_secs(120)).await;
+    truth.seal();
+    assert_exact_aggregates(&env.clickhouse(), &truth).await;
+    assert_eq!(sink.get("/readyz").await.0, 200);
+    assert_eq!(
+        metric_value(&sink.metrics().await, "centile_sink_clickhouse_up"),
+        Some(1.0)
+    );
+    drop(aggregator);
+}
