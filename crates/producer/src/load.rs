@@ -116,13 +116,23 @@ pub async fn run(
             };
             events.extend(generator.next_events(base - jitter));
         }
+        let sent = Instant::now();
         publisher.send_batch(&events).await?;
+        metrics
+            .batch_ack_duration
+            .observe(sent.elapsed().as_secs_f64());
         let usage = events
             .iter()
             .filter(|e| matches!(e, Event::Usage(_)))
             .count() as u64;
+        let latency = events.len() as u64 - usage;
+        metrics.events.with_label_values(&["usage"]).inc_by(usage);
+        metrics
+            .events
+            .with_label_values(&["latency"])
+            .inc_by(latency);
         report.usage += usage;
-        report.latency += events.len() as u64 - usage;
+        report.latency += latency;
     }
     report.elapsed = started.elapsed();
     Ok(report)
