@@ -38,6 +38,17 @@ fn codec(c: &mut Criterion) {
     group.finish();
 }
 
+fn ingest_all(engine: &mut Engine, input: &[Event]) {
+    for (offset, event) in input.iter().enumerate() {
+        let pos = SourcePos {
+            topic: "latency",
+            partition: 0,
+            offset: offset as i64,
+        };
+        engine.ingest(pos, event);
+    }
+}
+
 fn engine(c: &mut Criterion) {
     let input = events(10_000);
     let mut group = c.benchmark_group("engine");
@@ -47,14 +58,7 @@ fn engine(c: &mut Criterion) {
         b.iter_batched(
             || Engine::new(EngineConfig::default()),
             |mut engine| {
-                for (offset, event) in input.iter().enumerate() {
-                    let pos = SourcePos {
-                        topic: "latency",
-                        partition: 0,
-                        offset: offset as i64,
-                    };
-                    engine.ingest(pos, event);
-                }
+                ingest_all(&mut engine, &input);
                 engine
             },
             BatchSize::LargeInput,
@@ -64,14 +68,7 @@ fn engine(c: &mut Criterion) {
         b.iter_batched(
             || Engine::new(EngineConfig::default()),
             |mut engine| {
-                for (offset, event) in input.iter().enumerate() {
-                    let pos = SourcePos {
-                        topic: "latency",
-                        partition: 0,
-                        offset: offset as i64,
-                    };
-                    engine.ingest(pos, event);
-                }
+                ingest_all(&mut engine, &input);
                 engine.flush().panes.len()
             },
             BatchSize::LargeInput,

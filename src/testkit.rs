@@ -11,7 +11,7 @@ use std::{
 };
 
 use centile_producer::EventPublisher;
-use centile_runtime::{kafka::ensure_topics, Config};
+use centile_runtime::{kafka::ensure_centile_topics, Config};
 use rdkafka::{
     consumer::{BaseConsumer, Consumer},
     message::OwnedMessage,
@@ -94,15 +94,9 @@ impl TestEnv {
 
     /// Creates this test's topics.
     pub async fn create_topics(&self) {
-        let t = &self.config.topics;
-        ensure_topics(
-            &self.config.kafka,
-            &[&t.latency, &t.usage, &t.rollups, &t.dlq],
-            t.partitions,
-            t.replication_factor,
-        )
-        .await
-        .expect("topics can be created on the local broker (is `deploy/local/stack up` running?)");
+        ensure_centile_topics(&self.config).await.expect(
+            "topics can be created on the local broker (is `deploy/local/stack up` running?)",
+        );
     }
 
     pub async fn publisher(&self) -> EventPublisher {

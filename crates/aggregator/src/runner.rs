@@ -14,7 +14,8 @@ use std::{
 use centile_events::{decode, encode, Decoded, Limits, ParameterHasher, Schemas};
 use centile_runtime::{
     kafka::{
-        consumer_config, ensure_topics, producer_config, release_consumer, send_all, OutMessage,
+        consumer_config, ensure_centile_topics, producer_config, release_consumer, send_all,
+        OutMessage,
     },
     telemetry::Readiness,
     Config,
@@ -62,15 +63,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), AggregatorError> {
     let topics = &config.topics;
-    if topics.create_missing {
-        ensure_topics(
-            &config.kafka,
-            &[&topics.latency, &topics.usage, &topics.rollups, &topics.dlq],
-            topics.partitions,
-            topics.replication_factor,
-        )
-        .await?;
-    }
+    ensure_centile_topics(config).await?;
     let tracker = RebalanceTracker::default();
     let consumer: StreamConsumer<RebalanceTracker> =
         consumer_config(&config.kafka, &config.aggregator.group_id)

@@ -6,7 +6,7 @@ use std::{path::PathBuf, time::Duration};
 
 use centile_producer::{generator::GeneratorConfig, EventPublisher};
 use centile_runtime::{
-    kafka::ensure_topics,
+    kafka::ensure_centile_topics,
     service::{run_service, BoxError},
 };
 use clap::{Parser, Subcommand};
@@ -70,15 +70,7 @@ async fn main() -> anyhow::Result<()> {
     let default_metrics = ([127, 0, 0, 1], 9464).into();
     run_service("centile-producer", cli.config.as_deref(), default_metrics, |ctx| async move {
         let topics = &ctx.config.topics;
-        if topics.create_missing {
-            ensure_topics(
-                &ctx.config.kafka,
-                &[&topics.latency, &topics.usage, &topics.rollups, &topics.dlq],
-                topics.partitions,
-                topics.replication_factor,
-            )
-            .await?;
-        }
+        ensure_centile_topics(&ctx.config).await?;
         let publisher = EventPublisher::new(&ctx.config.kafka, topics)?;
         ctx.readiness.set("kafka", true);
         let plan = load::LoadPlan {

@@ -108,6 +108,21 @@ pub async fn ensure_topics(
     Ok(())
 }
 
+/// Creates Centile's four topics if they are missing and the config allows it.
+pub async fn ensure_centile_topics(config: &crate::Config) -> Result<(), RuntimeError> {
+    let t = &config.topics;
+    if !t.create_missing {
+        return Ok(());
+    }
+    ensure_topics(
+        &config.kafka,
+        &[&t.latency, &t.usage, &t.rollups, &t.dlq],
+        t.partitions,
+        t.replication_factor,
+    )
+    .await
+}
+
 /// A message to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutMessage {

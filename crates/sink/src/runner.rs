@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use centile_events::{decode, DecodeError, Decoded, Limits, ParameterHasher, Schemas, Validate};
 use centile_runtime::{
-    kafka::{consumer_config, ensure_topics, producer_config, release_consumer, send_all},
+    kafka::{consumer_config, ensure_centile_topics, producer_config, release_consumer, send_all},
     telemetry::Readiness,
     Config,
 };
@@ -70,15 +70,7 @@ pub async fn run(
     readiness.set("clickhouse", true);
     metrics.clickhouse_up.set(1);
     let topics = &config.topics;
-    if topics.create_missing {
-        ensure_topics(
-            &config.kafka,
-            &[&topics.latency, &topics.usage, &topics.rollups, &topics.dlq],
-            topics.partitions,
-            topics.replication_factor,
-        )
-        .await?;
-    }
+    ensure_centile_topics(config).await?;
     let consumer: StreamConsumer =
         consumer_config(&config.kafka, &config.sink.group_id).create()?;
     consumer.subscribe(&[&topics.latency, &topics.usage, &topics.rollups])?;

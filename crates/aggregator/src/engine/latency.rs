@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use centile_events::{Centroid, Decoded, Granularity, LatencyEvent, LatencyPane, PaneSource};
+use centile_events::{Centroid, Decoded, Granularity, LatencyEvent, LatencyPane};
 use tdigest::TDigest;
 
 use super::{
-    pane_id::{pane_id, version},
+    pane_id::version,
     partition::{Aggregate, EmitContext, PaneKey},
 };
 
@@ -136,11 +136,9 @@ impl Aggregate for LatencyAgg {
     }
 
     fn to_pane(&self, key: &LatencyKey, ctx: &EmitContext<'_>, is_final: bool) -> Decoded {
-        let partition = ctx.partition.to_string();
         let window_start = key.window_start.to_string();
-        let first_offset = self.first_offset.to_string();
-        Decoded::LatencyPane(LatencyPane {
-            pane_id: pane_id(&[
+        let pane_id = ctx.pane_id(
+            &[
                 "latency",
                 key.granularity.as_str(),
                 &window_start,
@@ -149,10 +147,11 @@ impl Aggregate for LatencyAgg {
                 &key.provider,
                 &key.tool,
                 &key.parameter_hash,
-                ctx.topic,
-                &partition,
-                &first_offset,
-            ]),
+            ],
+            self.first_offset,
+        );
+        Decoded::LatencyPane(LatencyPane {
+            pane_id,
             version: version(self.last_offset, is_final),
             granularity: key.granularity,
             window_start: key.window_start,
@@ -163,12 +162,7 @@ impl Aggregate for LatencyAgg {
             tool: key.tool.clone(),
             parameter_hash: key.parameter_hash.clone(),
             parameters: self.parameters.clone(),
-            source: PaneSource {
-                topic: ctx.topic.to_owned(),
-                partition: ctx.partition,
-                first_offset: self.first_offset,
-                last_offset: self.last_offset,
-            },
+            source: ctx.source(self.first_offset, self.last_offset),
             is_final,
             watermark: ctx.watermark,
             calls: self.calls,

@@ -94,12 +94,11 @@ impl Engine {
 
     /// Adds one valid event read at `pos`.
     pub fn ingest(&mut self, pos: SourcePos<'_>, event: &Event) -> Ingested {
-        let config = self.config.clone();
-        let state = self
-            .partitions
+        let Self { config, partitions } = self;
+        let state = partitions
             .entry((pos.topic.to_owned(), pos.partition))
             .or_insert_with(|| PartitionState::new(pos.topic, pos.partition));
-        state.ingest(&config, pos.offset, event)
+        state.ingest(config, pos.offset, event)
     }
 
     /// Advances the position past a message that produced no event (it was

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use centile_events::{Decoded, Event, Granularity};
+use centile_events::{Decoded, Event, Granularity, PaneSource};
 
 use super::{
     latency::{LatencyAgg, LatencyKey},
@@ -16,6 +16,27 @@ pub(crate) struct EmitContext<'a> {
     pub topic: &'a str,
     pub partition: i32,
     pub watermark: i64,
+}
+
+impl EmitContext<'_> {
+    /// The deterministic id of a pane: its kind and key parts, then where
+    /// its input starts.
+    pub fn pane_id(&self, key_parts: &[&str], first_offset: i64) -> String {
+        let partition = self.partition.to_string();
+        let first_offset = first_offset.to_string();
+        let mut parts = key_parts.to_vec();
+        parts.extend([self.topic, &partition, &first_offset]);
+        super::pane_id::pane_id(&parts)
+    }
+
+    pub fn source(&self, first_offset: i64, last_offset: i64) -> PaneSource {
+        PaneSource {
+            topic: self.topic.to_owned(),
+            partition: self.partition,
+            first_offset,
+            last_offset,
+        }
+    }
 }
 
 /// A pane's key knows its window; its aggregate knows how to become a pane.
@@ -124,6 +145,10 @@ impl PartitionState {
             .watermark(config.allowed_lateness_ms)
             .unwrap_or(i64::MIN);
         let mut ingested = Ingested::default();
+        let params = match event {
+            Event::Latency(e) => Some(config.parameters.select(&e.parameters)),
+            Event::Usage(_) => None,
+        };
         for &granularity in &config.granularities {
             let window_start = granularity.window_start(event.occurred_at());
             if window_start + granularity.millis() <= watermark {
@@ -131,11 +156,15 @@ impl PartitionState {
             }
             match event {
                 Event::Latency(e) => {
-                    let params = config.parameters.select(&e.parameters);
+                    let params = params.as_ref().expect("selected for latency events");
                     let key = LatencyKey::new(granularity, window_start, e, &params.hash);
                     self.latency
                         .entry(key, || {
-                            LatencyAgg::new(offset, params.parameters, config.tdigest_compression)
+                            LatencyAgg::new(
+                                offset,
+                                params.parameters.clone(),
+                                config.tdigest_compression,
+                            )
                         })
                         .add(offset, e);
                 }

@@ -1,9 +1,9 @@
 //! Usage panes: request counts, token sums and exact cost sums.
 
-use centile_events::{Decoded, Granularity, PaneSource, UsageEvent, UsagePane};
+use centile_events::{Decoded, Granularity, UsageEvent, UsagePane};
 
 use super::{
-    pane_id::{pane_id, version},
+    pane_id::version,
     partition::{Aggregate, EmitContext, PaneKey},
 };
 
@@ -82,11 +82,9 @@ impl Aggregate for UsageAgg {
     }
 
     fn to_pane(&self, key: &UsageKey, ctx: &EmitContext<'_>, is_final: bool) -> Decoded {
-        let partition = ctx.partition.to_string();
         let window_start = key.window_start.to_string();
-        let first_offset = self.first_offset.to_string();
-        Decoded::UsagePane(UsagePane {
-            pane_id: pane_id(&[
+        let pane_id = ctx.pane_id(
+            &[
                 "usage",
                 key.granularity.as_str(),
                 &window_start,
@@ -94,10 +92,11 @@ impl Aggregate for UsageAgg {
                 &key.model_id,
                 &key.provider,
                 &key.feature,
-                ctx.topic,
-                &partition,
-                &first_offset,
-            ]),
+            ],
+            self.first_offset,
+        );
+        Decoded::UsagePane(UsagePane {
+            pane_id,
             version: version(self.last_offset, is_final),
             granularity: key.granularity,
             window_start: key.window_start,
@@ -106,12 +105,7 @@ impl Aggregate for UsageAgg {
             model_id: key.model_id.clone(),
             provider: key.provider.clone(),
             feature: key.feature.clone(),
-            source: PaneSource {
-                topic: ctx.topic.to_owned(),
-                partition: ctx.partition,
-                first_offset: self.first_offset,
-                last_offset: self.last_offset,
-            },
+            source: ctx.source(self.first_offset, self.last_offset),
             is_final,
             watermark: ctx.watermark,
             requests: self.requests,
