@@ -144,31 +144,30 @@ impl PartitionState {
         let watermark = self
             .watermark(config.allowed_lateness_ms)
             .unwrap_or(i64::MIN);
-        let mut ingested = Ingested::default();
-        let params = match event {
-            Event::Latency(e) => Some(config.parameters.select(&e.parameters)),
-            Event::Usage(_) => None,
-        };
-        for &granularity in &config.granularities {
-            let window_start = granularity.window_start(event.occurred_at());
-            if window_start + granularity.millis() <= watermark {
-                ingested.late_windows += 1;
-            }
-            match event {
-                Event::Latency(e) => {
-                    let params = params.as_ref().expect("selected for latency events");
+        let time = event.occurred_at();
+        let windows = config
+            .granularities
+            .iter()
+            .map(|&g| (g, g.window_start(time)));
+        let late_windows = windows
+            .clone()
+            .filter(|(g, start)| start + g.millis() <= watermark)
+            .count() as u32;
+        match event {
+            Event::Latency(e) => {
+                let params = config.parameters.select(&e.parameters);
+                for (granularity, window_start) in windows {
                     let key = LatencyKey::new(granularity, window_start, e, &params.hash);
+                    let compression = config.tdigest_compression;
                     self.latency
                         .entry(key, || {
-                            LatencyAgg::new(
-                                offset,
-                                params.parameters.clone(),
-                                config.tdigest_compression,
-                            )
+                            LatencyAgg::new(offset, params.parameters.clone(), compression)
                         })
                         .add(offset, e);
                 }
-                Event::Usage(e) => {
+            }
+            Event::Usage(e) => {
+                for (granularity, window_start) in windows {
                     let key = UsageKey::new(granularity, window_start, e);
                     self.usage
                         .entry(key, || UsageAgg::new(offset))
@@ -176,12 +175,11 @@ impl PartitionState {
                 }
             }
         }
-        let time = event.occurred_at();
         if self.max_event_time.is_none_or(|max| time > max) {
             self.max_event_time = Some(time);
             self.seal(config.allowed_lateness_ms);
         }
-        ingested
+        Ingested { late_windows }
     }
 
     pub fn skip(&mut self, offset: i64) {
