@@ -14,7 +14,7 @@ use std::{
 use centile_events::{decode, encode, Decoded, Limits, ParameterHasher, Schemas};
 use centile_runtime::{
     kafka::{
-        consumer_config, ensure_centile_topics, producer_config, release_consumer, send_all,
+        close_consumer, consumer_config, ensure_centile_topics, producer_config, send_all,
         OutMessage,
     },
     telemetry::Readiness,
@@ -84,7 +84,7 @@ pub async fn run(
     };
     let result = runner.consume(&consumer, &shutdown).await;
     readiness.set("kafka", false);
-    release_consumer(consumer);
+    close_consumer(consumer, Duration::from_secs(5));
     result
 }
 

@@ -197,14 +197,28 @@ fn settle(
     }
 }
 
-/// Leaves the consumer group and releases the consumer without destroying
-/// it: destroying a subscribed librdkafka consumer can block forever in
-/// `rd_kafka_destroy` (seen against Tansu), which would turn a clean
-/// shutdown into a hang. Called once, as the process is about to exit.
-pub fn release_consumer<C: rdkafka::consumer::ConsumerContext + 'static>(
+/// Closes a group consumer so that it leaves its group at once, without
+/// risking a hang on exit.
+///
+/// Leaving matters: a member that just disappears stays in the group until
+/// its session times out, and some brokers (Tansu 0.6) never evict a vanished
+/// group leader, which stalls the group for good. Dropping the consumer
+/// closes it (revoke, commit nothing further, LeaveGroup); the destroy that
+/// follows can block forever in `rd_kafka_destroy` against Tansu, so the drop
+/// runs on its own thread and is waited for at most `timeout`.
+pub fn close_consumer<C: rdkafka::consumer::ConsumerContext + 'static>(
     consumer: rdkafka::consumer::StreamConsumer<C>,
+    timeout: Duration,
 ) {
-    use rdkafka::consumer::Consumer;
-    consumer.unsubscribe();
-    std::mem::forget(consumer);
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(consumer);
+        let _ = done.send(());
+    });
+    if finished.recv_timeout(timeout).is_err() {
+        tracing::debug!(
+            ?timeout,
+            "consumer close still running; exiting without waiting for it"
+        );
+    }
 }

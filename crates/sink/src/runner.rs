@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use centile_events::{decode, DecodeError, Decoded, Limits, ParameterHasher, Schemas, Validate};
 use centile_runtime::{
-    kafka::{consumer_config, ensure_centile_topics, producer_config, release_consumer, send_all},
+    kafka::{close_consumer, consumer_config, ensure_centile_topics, producer_config, send_all},
     telemetry::Readiness,
     Config,
 };
@@ -88,7 +88,7 @@ pub async fn run(
     };
     let result = sink.consume(&consumer, &shutdown).await;
     readiness.set("kafka", false);
-    release_consumer(consumer);
+    close_consumer(consumer, Duration::from_secs(5));
     result
 }
 
