@@ -17,6 +17,7 @@ use centile_runtime::{
         close_consumer, consumer_config, ensure_centile_topics, producer_config, send_all,
         OutMessage,
     },
+    retry::{with_backoff, Backoff},
     telemetry::Readiness,
     Config,
 };
@@ -43,6 +44,11 @@ pub fn engine_config(config: &Config) -> EngineConfig {
         ..EngineConfig::default()
     }
 }
+
+const PUBLISH_BACKOFF: Backoff = Backoff {
+    initial: Duration::from_millis(200),
+    max: Duration::from_secs(10),
+};
 
 struct Runner<'a> {
     config: &'a Config,
@@ -191,23 +197,16 @@ impl Runner<'_> {
                 headers: Vec::new(),
             })
             .collect();
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            match send_all(&self.producer, &messages).await {
-                Ok(()) => break,
-                // Re-sending is safe: a pane id and version always carry the same content.
-                Err(e) if !shutdown.is_cancelled() => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "publishing panes failed, retrying");
-                    self.metrics.publish_retries.inc();
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        () = shutdown.cancelled() => return Err(AggregatorError::Unpublished(e)),
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
-                Err(e) => return Err(AggregatorError::Unpublished(e)),
-            }
-        }
+        // Re-sending is safe: a pane id and version always carry the same content.
+        with_backoff(
+            PUBLISH_BACKOFF,
+            shutdown,
+            "publishing panes",
+            |_| self.metrics.publish_retries.inc(),
+            || send_all(&self.producer, &messages),
+        )
+        .await
+        .map_err(AggregatorError::Unpublished)?;
         for pane in &flush.panes {
             let (kind, is_final) = match pane {
                 Decoded::LatencyPane(p) => ("latency", p.is_final),

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use centile_events::{decode, DecodeError, Decoded, Limits, ParameterHasher, Schemas, Validate};
 use centile_runtime::{
     kafka::{close_consumer, consumer_config, ensure_centile_topics, producer_config, send_all},
+    retry::{with_backoff, Backoff},
     telemetry::Readiness,
     Config,
 };
@@ -61,9 +62,13 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), SinkError> {
     if config.sink.auto_migrate {
-        let report = with_backoff(config, &shutdown, "migrations", || {
-            migrate(&config.clickhouse)
-        })
+        let report = with_backoff(
+            backoff(config),
+            &shutdown,
+            "migrations",
+            |_| {},
+            || migrate(&config.clickhouse),
+        )
         .await?;
         tracing::info!(applied = ?report.applied, deferred = ?report.deferred, server = %report.server_version, "schema up to date");
     }
@@ -99,32 +104,10 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// Retries `attempt` with exponential backoff until it succeeds or `stop` is cancelled.
-async fn with_backoff<T, E, F, Fut>(
-    config: &Config,
-    stop: &CancellationToken,
-    what: &str,
-    mut attempt: F,
-) -> Result<T, E>
-where
-    E: std::fmt::Display,
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, E>>,
-{
-    let mut backoff = config.sink.retry_initial_backoff;
-    loop {
-        match attempt().await {
-            Ok(value) => return Ok(value),
-            Err(e) if stop.is_cancelled() => return Err(e),
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "{what} failed, retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    () = stop.cancelled() => {}
-                }
-                backoff = (backoff * 2).min(config.sink.retry_max_backoff);
-            }
-        }
+fn backoff(config: &Config) -> Backoff {
+    Backoff {
+        initial: config.sink.retry_initial_backoff,
+        max: config.sink.retry_max_backoff,
     }
 }
 
@@ -250,18 +233,28 @@ impl Sink<'_> {
         }
         let started = Instant::now();
         if !batch.dead_letters.is_empty() {
-            with_backoff(self.config, stop, "publishing dead letters", || {
-                send_all(&self.producer, &batch.dead_letters)
-            })
+            with_backoff(
+                backoff(self.config),
+                stop,
+                "publishing dead letters",
+                |_| {},
+                || send_all(&self.producer, &batch.dead_letters),
+            )
             .await?;
         }
-        let written = with_backoff(self.config, stop, "clickhouse insert", || async {
-            let result = self.writer.write(&batch).await;
-            let up = result.is_ok();
-            self.metrics.clickhouse_up.set(i64::from(up));
-            self.readiness.set("clickhouse", up);
-            result
-        })
+        let written = with_backoff(
+            backoff(self.config),
+            stop,
+            "clickhouse insert",
+            |_| {},
+            || async {
+                let result = self.writer.write(&batch).await;
+                let up = result.is_ok();
+                self.metrics.clickhouse_up.set(i64::from(up));
+                self.readiness.set("clickhouse", up);
+                result
+            },
+        )
         .await;
         written.map_err(SinkError::Unwritten)?;
 
