@@ -58,7 +58,8 @@ struct Runner<'a> {
     engine: Engine,
     producer: FutureProducer,
     tracker: RebalanceTracker,
-    last_input: HashMap<(String, i32), Instant>,
+    /// When each partition last delivered input, by topic then partition.
+    last_input: HashMap<String, HashMap<i32, Instant>>,
 }
 
 /// Runs until `shutdown` is cancelled, then flushes and commits.
@@ -125,8 +126,16 @@ impl Runner<'_> {
             partition: message.partition(),
             offset: message.offset(),
         };
-        self.last_input
-            .insert((pos.topic.to_owned(), pos.partition), Instant::now());
+        let now = Instant::now();
+        match self.last_input.get_mut(pos.topic) {
+            Some(partitions) => {
+                partitions.insert(pos.partition, now);
+            }
+            None => {
+                self.last_input
+                    .insert(pos.topic.to_owned(), HashMap::from([(pos.partition, now)]));
+            }
+        }
         let payload = message.payload().unwrap_or_default();
         match decode(&self.schemas, payload).and_then(|d| d.into_event(&self.limits)) {
             Ok(event) => {
@@ -155,15 +164,19 @@ impl Runner<'_> {
     ) -> Result<(), AggregatorError> {
         for (topic, partition) in self.tracker.take_revoked() {
             self.engine.revoke(&topic, partition);
-            self.last_input.remove(&(topic, partition));
+            if let Some(partitions) = self.last_input.get_mut(&topic) {
+                partitions.remove(&partition);
+            }
         }
         let idle_after = self.config.aggregator.idle_timeout;
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        for ((topic, partition), seen) in &self.last_input {
-            if seen.elapsed() >= idle_after {
-                self.engine.mark_idle(topic, *partition, now_ms);
+        for (topic, partitions) in &self.last_input {
+            for (partition, seen) in partitions {
+                if seen.elapsed() >= idle_after {
+                    self.engine.mark_idle(topic, *partition, now_ms);
+                }
             }
         }
 

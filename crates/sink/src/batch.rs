@@ -17,7 +17,8 @@ pub struct Batch {
     latency_panes: HashMap<String, LatencyPaneRow>,
     usage_panes: HashMap<String, UsagePaneRow>,
     pub dead_letters: Vec<OutMessage>,
-    next_offsets: BTreeMap<(String, i32), i64>,
+    /// By topic, then partition, so tracking a message allocates nothing.
+    next_offsets: BTreeMap<String, BTreeMap<i32, i64>>,
     messages: usize,
     opened_at: Option<Instant>,
 }
@@ -27,10 +28,11 @@ impl Batch {
     pub fn track(&mut self, topic: &str, partition: i32, offset: i64) {
         self.opened_at.get_or_insert_with(Instant::now);
         self.messages += 1;
-        let next = self
-            .next_offsets
-            .entry((topic.to_owned(), partition))
-            .or_insert(0);
+        if !self.next_offsets.contains_key(topic) {
+            self.next_offsets.insert(topic.to_owned(), BTreeMap::new());
+        }
+        let partitions = self.next_offsets.get_mut(topic).expect("inserted above");
+        let next = partitions.entry(partition).or_insert(0);
         *next = (*next).max(offset + 1);
     }
 
@@ -62,9 +64,11 @@ impl Batch {
 
     /// The offsets to commit once everything in the batch is durable.
     pub fn next_offsets(&self) -> impl Iterator<Item = (&str, i32, i64)> {
-        self.next_offsets
-            .iter()
-            .map(|((topic, partition), next)| (topic.as_str(), *partition, *next))
+        self.next_offsets.iter().flat_map(|(topic, partitions)| {
+            partitions
+                .iter()
+                .map(move |(partition, next)| (topic.as_str(), *partition, *next))
+        })
     }
 
     pub fn messages(&self) -> usize {

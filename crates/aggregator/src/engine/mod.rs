@@ -75,7 +75,9 @@ pub struct Flush {
 #[derive(Debug)]
 pub struct Engine {
     config: EngineConfig,
-    partitions: BTreeMap<(String, i32), PartitionState>,
+    /// By topic, then partition: lookups borrow the topic name, so the
+    /// per-event path allocates nothing to find its partition.
+    partitions: BTreeMap<String, BTreeMap<i32, PartitionState>>,
 }
 
 impl Engine {
@@ -86,32 +88,49 @@ impl Engine {
         }
     }
 
-    fn partition(&mut self, topic: &str, partition: i32) -> &mut PartitionState {
-        self.partitions
-            .entry((topic.to_owned(), partition))
+    fn partition<'a>(
+        partitions: &'a mut BTreeMap<String, BTreeMap<i32, PartitionState>>,
+        topic: &str,
+        partition: i32,
+    ) -> &'a mut PartitionState {
+        if !partitions.contains_key(topic) {
+            partitions.insert(topic.to_owned(), BTreeMap::new());
+        }
+        partitions
+            .get_mut(topic)
+            .expect("inserted above")
+            .entry(partition)
             .or_insert_with(|| PartitionState::new(topic, partition))
+    }
+
+    fn existing(&self, topic: &str, partition: i32) -> Option<&PartitionState> {
+        self.partitions.get(topic)?.get(&partition)
     }
 
     /// Adds one valid event read at `pos`.
     pub fn ingest(&mut self, pos: SourcePos<'_>, event: &Event) -> Ingested {
-        let Self { config, partitions } = self;
-        let state = partitions
-            .entry((pos.topic.to_owned(), pos.partition))
-            .or_insert_with(|| PartitionState::new(pos.topic, pos.partition));
-        state.ingest(config, pos.offset, event)
+        Self::partition(&mut self.partitions, pos.topic, pos.partition).ingest(
+            &self.config,
+            pos.offset,
+            event,
+        )
     }
 
     /// Advances the position past a message that produced no event (it was
     /// dead-lettered), so it is committed with the rest.
     pub fn skip(&mut self, pos: SourcePos<'_>) {
-        self.partition(pos.topic, pos.partition).skip(pos.offset);
+        Self::partition(&mut self.partitions, pos.topic, pos.partition).skip(pos.offset);
     }
 
     /// Lets an idle partition's watermark follow the wall clock, so its
     /// windows become final even when no more events arrive.
     pub fn mark_idle(&mut self, topic: &str, partition: i32, now_ms: i64) {
         let lateness = self.config.allowed_lateness_ms;
-        if let Some(state) = self.partitions.get_mut(&(topic.to_owned(), partition)) {
+        let state = self
+            .partitions
+            .get_mut(topic)
+            .and_then(|p| p.get_mut(&partition));
+        if let Some(state) = state {
             state.release_until(now_ms - lateness, lateness);
         }
     }
@@ -120,7 +139,7 @@ impl Engine {
     /// became final; final panes are dropped from memory.
     pub fn flush(&mut self) -> Flush {
         let mut flush = Flush::default();
-        for state in self.partitions.values_mut() {
+        for state in self.partitions.values_mut().flat_map(BTreeMap::values_mut) {
             state.flush(&self.config, &mut flush);
         }
         flush
@@ -128,12 +147,13 @@ impl Engine {
 
     /// Forgets a partition that was taken away in a rebalance.
     pub fn revoke(&mut self, topic: &str, partition: i32) {
-        self.partitions.remove(&(topic.to_owned(), partition));
+        if let Some(partitions) = self.partitions.get_mut(topic) {
+            partitions.remove(&partition);
+        }
     }
 
     pub fn watermark(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.partitions
-            .get(&(topic.to_owned(), partition))
+        self.existing(topic, partition)
             .and_then(|s| s.watermark(self.config.allowed_lateness_ms))
     }
 
@@ -141,6 +161,7 @@ impl Engine {
     pub fn open_panes(&self) -> usize {
         self.partitions
             .values()
+            .flat_map(BTreeMap::values)
             .map(PartitionState::open_panes)
             .sum()
     }
