@@ -34,10 +34,16 @@ pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
     if let Some(ca) = &kafka.ssl_ca_location {
         config.set("ssl.ca.location", ca.display().to_string());
     }
+    apply_extra(&mut config, kafka);
+    config
+}
+
+/// Applied last by every builder, so a user's `[kafka.extra]` setting
+/// overrides Centile's defaults for that client role too.
+fn apply_extra(config: &mut ClientConfig, kafka: &KafkaConfig) {
     for (key, value) in &kafka.extra {
         config.set(key, value);
     }
-    config
 }
 
 /// A producer that returns only once every replica has the message
@@ -53,9 +59,7 @@ pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
             "message.timeout.ms",
             kafka.delivery_timeout.as_millis().to_string(),
         );
-    for (key, value) in &kafka.extra {
-        config.set(key, value);
-    }
+    apply_extra(&mut config, kafka);
     config
 }
 
@@ -68,9 +72,7 @@ pub fn consumer_config(kafka: &KafkaConfig, group_id: &str) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false");
-    for (key, value) in &kafka.extra {
-        config.set(key, value);
-    }
+    apply_extra(&mut config, kafka);
     config
 }
 
