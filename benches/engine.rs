@@ -54,7 +54,7 @@ fn engine(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine");
     group.throughput(Throughput::Elements(input.len() as u64));
     group.sample_size(20);
-    group.bench_function("ingest_10k_events_3_granularities", |b| {
+    group.bench_function("ingest_10k_events", |b| {
         b.iter_batched(
             || Engine::new(EngineConfig::default()),
             |mut engine| {
@@ -69,7 +69,7 @@ fn engine(c: &mut Criterion) {
             || Engine::new(EngineConfig::default()),
             |mut engine| {
                 ingest_all(&mut engine, &input);
-                engine.flush().panes.len()
+                engine.flush().panes().count()
             },
             BatchSize::LargeInput,
         )

@@ -79,6 +79,7 @@ async fn pipeline_lands_exact_rollups_and_accurate_percentiles() {
         if i == 10 {
             let poison = OutMessage {
                 topic: env.config.topics.latency.clone(),
+                partition: None,
                 key: Some("poison".into()),
                 payload: POISON.to_vec(),
                 headers: Vec::new(),

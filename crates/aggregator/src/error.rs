@@ -8,6 +8,8 @@ pub enum AggregatorError {
     Runtime(#[from] centile_runtime::RuntimeError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("cannot take on partitions: {0}")]
+    Assignment(String),
     #[error("shut down before panes could be published: {0}")]
     Unpublished(rdkafka::error::KafkaError),
 }

@@ -9,6 +9,7 @@ pub mod engine;
 mod error;
 pub mod merge;
 pub mod metrics;
+mod checkpoints;
 mod rebalance;
 pub mod runner;
 

@@ -14,6 +14,10 @@ pub struct AggregatorMetrics {
     pub open_panes: IntGauge,
     pub watermark: IntGaugeVec,
     pub committed_offset: IntGaugeVec,
+    pub position: IntGaugeVec,
+    pub resumed_offset: IntGaugeVec,
+    pub checkpoints_written: IntCounter,
+    pub segments_resumed: IntCounterVec,
     pub flush_duration: Histogram,
     pub publish_retries: IntCounter,
 }
@@ -28,7 +32,7 @@ impl AggregatorMetrics {
             rejected: IntCounterVec::new(
                 Opts::new(
                     "centile_aggregator_rejected_messages_total",
-                    "Raw messages skipped because they could not be decoded or validated (the sink dead-letters them), by reason.",
+                    "Raw messages skipped because they could not be decoded, validated or admitted (too_late, future); the sink dead-letters them. By reason.",
                 ),
                 &["reason"],
             )?,
@@ -51,9 +55,34 @@ impl AggregatorMetrics {
             committed_offset: IntGaugeVec::new(
                 Opts::new(
                     "centile_aggregator_committed_offset",
-                    "Next input offset committed per source partition.",
+                    "Next input offset committed per source partition: the start of its current segment.",
                 ),
                 &["topic", "partition"],
+            )?,
+            position: IntGaugeVec::new(
+                Opts::new(
+                    "centile_aggregator_position_offset",
+                    "Next input offset to read per source partition.",
+                ),
+                &["topic", "partition"],
+            )?,
+            resumed_offset: IntGaugeVec::new(
+                Opts::new(
+                    "centile_aggregator_resumed_offset",
+                    "Offset a source partition was last resumed from when it was assigned.",
+                ),
+                &["topic", "partition"],
+            )?,
+            checkpoints_written: IntCounter::new(
+                "centile_aggregator_checkpoints_written_total",
+                "Segment checkpoints persisted.",
+            )?,
+            segments_resumed: IntCounterVec::new(
+                Opts::new(
+                    "centile_aggregator_partitions_assigned_total",
+                    "Partitions taken on, by whether a checkpoint was found.",
+                ),
+                &["from_checkpoint"],
             )?,
             flush_duration: Histogram::with_opts(HistogramOpts::new(
                 "centile_aggregator_flush_duration_seconds",
@@ -71,6 +100,10 @@ impl AggregatorMetrics {
         registry.register(Box::new(metrics.open_panes.clone()))?;
         registry.register(Box::new(metrics.watermark.clone()))?;
         registry.register(Box::new(metrics.committed_offset.clone()))?;
+        registry.register(Box::new(metrics.position.clone()))?;
+        registry.register(Box::new(metrics.resumed_offset.clone()))?;
+        registry.register(Box::new(metrics.checkpoints_written.clone()))?;
+        registry.register(Box::new(metrics.segments_resumed.clone()))?;
         registry.register(Box::new(metrics.flush_duration.clone()))?;
         registry.register(Box::new(metrics.publish_retries.clone()))?;
         Ok(metrics)

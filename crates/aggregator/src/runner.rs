@@ -1,17 +1,25 @@
 //! Drives the engine from Kafka.
 //!
-//! One loop owns the engine: it reads raw events, and every emit interval
-//! publishes the changed panes, waits for the broker to acknowledge all of
-//! them, and only then commits the input offsets they cover. A crash
-//! therefore never commits input whose effect is not in the rollup topic.
-//! On shutdown it flushes once more and commits before returning.
+//! One loop owns the engine. It reads raw events and, every emit interval,
+//! publishes in an order that keeps every crash recoverable:
+//! 1. panes of segments that ended, then waits for their acknowledgement;
+//! 2. the checkpoints where those segments end, acknowledged in turn, and
+//!    commits the same offsets to the group;
+//! 3. the changed panes of the current segments;
+//! 4. watermark records to every rollup partition.
+//!
+//! A restart resumes each partition at its last checkpoint and rebuilds the
+//! same panes with the same ids and versions, so whatever was published
+//! twice collapses in ClickHouse. On shutdown every segment is cut where it
+//! stands, so a graceful restart replays nothing.
 
 use std::{
     collections::HashMap,
+    sync::Arc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use centile_events::{decode, encode, Decoded, Limits, ParameterHasher, Schemas};
+use centile_events::{decode, encode, Admission, Decoded, Limits, ParameterHasher, Schemas, Watermark};
 use centile_runtime::{
     kafka::{
         close_consumer, consumer_config, ensure_centile_topics, producer_config, send_all,
@@ -23,15 +31,16 @@ use centile_runtime::{
 };
 use rdkafka::{
     consumer::{CommitMode, Consumer, StreamConsumer},
-    producer::FutureProducer,
+    producer::{FutureProducer, Producer},
     Message, Offset, TopicPartitionList,
 };
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    engine::{Engine, EngineConfig, Flush, SourcePos},
+    checkpoints::CheckpointStore,
+    engine::{Checkpoint, Engine, EngineConfig, Progress, SourcePos},
     metrics::AggregatorMetrics,
-    rebalance::RebalanceTracker,
+    rebalance::{Assignments, Change},
     AggregatorError,
 };
 
@@ -41,7 +50,6 @@ pub fn engine_config(config: &Config) -> EngineConfig {
         allowed_lateness_ms: config.aggregator.allowed_lateness.as_millis() as i64,
         tdigest_compression: config.aggregator.tdigest_compression.max(10),
         parameters: ParameterHasher::new(config.aggregator.performance_parameters.iter().cloned()),
-        ..EngineConfig::default()
     }
 }
 
@@ -50,19 +58,30 @@ const PUBLISH_BACKOFF: Backoff = Backoff {
     max: Duration::from_secs(10),
 };
 
+type Partitioned<T> = HashMap<(String, i32), T>;
+
 struct Runner<'a> {
     config: &'a Config,
     metrics: &'a AggregatorMetrics,
     schemas: Schemas,
     limits: Limits,
+    admission: Admission,
     engine: Engine,
     producer: FutureProducer,
-    tracker: RebalanceTracker,
-    /// When each partition last delivered input, by topic then partition.
-    last_input: HashMap<String, HashMap<i32, Instant>>,
+    assignments: Assignments,
+    store: Arc<CheckpointStore>,
+    rollup_partitions: i32,
+    /// When each owned partition last delivered input (or was assigned).
+    last_input: Partitioned<Instant>,
+    /// The checkpoint each owned partition would resume from now.
+    resume_from: Partitioned<Checkpoint>,
+    /// The watermark last published per owned partition.
+    published_watermark: Partitioned<i64>,
+    checkpoints_refreshed: Instant,
+    watermarks_refreshed: Instant,
 }
 
-/// Runs until `shutdown` is cancelled, then flushes and commits.
+/// Runs until `shutdown` is cancelled, then cuts, publishes and commits.
 pub async fn run(
     config: &Config,
     metrics: &AggregatorMetrics,
@@ -71,12 +90,14 @@ pub async fn run(
 ) -> Result<(), AggregatorError> {
     let topics = &config.topics;
     ensure_centile_topics(config).await?;
-    let tracker = RebalanceTracker::default();
-    let consumer: StreamConsumer<RebalanceTracker> =
+    let store = Arc::new(CheckpointStore::new(config)?);
+    let assignments = Assignments::new(store.clone());
+    let consumer: StreamConsumer<Assignments> =
         consumer_config(&config.kafka, &config.aggregator.group_id)
-            .create_with_context(tracker.clone())?;
+            .create_with_context(assignments.clone())?;
     consumer.subscribe(&[&topics.latency, &topics.usage])?;
     let producer: FutureProducer = producer_config(&config.kafka).create()?;
+    let rollup_partitions = partition_count(&producer, &topics.rollups)?;
     readiness.set("kafka", true);
 
     let mut runner = Runner {
@@ -84,10 +105,17 @@ pub async fn run(
         metrics,
         schemas: Schemas::new(),
         limits: Limits::default(),
+        admission: config.admission.admission(),
         engine: Engine::new(engine_config(config)),
         producer,
-        tracker,
+        assignments,
+        store,
+        rollup_partitions,
         last_input: HashMap::new(),
+        resume_from: HashMap::new(),
+        published_watermark: HashMap::new(),
+        checkpoints_refreshed: Instant::now(),
+        watermarks_refreshed: Instant::now(),
     };
     let result = runner.consume(&consumer, &shutdown).await;
     readiness.set("kafka", false);
@@ -95,10 +123,33 @@ pub async fn run(
     result
 }
 
+fn partition_count(producer: &FutureProducer, topic: &str) -> Result<i32, AggregatorError> {
+    let metadata = producer
+        .client()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let count = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(0, |t| t.partitions().len() as i32);
+    if count == 0 {
+        return Err(AggregatorError::Assignment(format!(
+            "rollup topic {topic} has no partitions"
+        )));
+    }
+    Ok(count)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 impl Runner<'_> {
     async fn consume(
         &mut self,
-        consumer: &StreamConsumer<RebalanceTracker>,
+        consumer: &StreamConsumer<Assignments>,
         shutdown: &CancellationToken,
     ) -> Result<(), AggregatorError> {
         let mut tick = tokio::time::interval(self.config.aggregator.emit_interval);
@@ -107,83 +158,151 @@ impl Runner<'_> {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                _ = tick.tick() => self.emit(consumer, shutdown).await?,
+                _ = tick.tick() => self.emit(consumer, shutdown, false).await?,
                 message = consumer.recv() => match message {
-                    Ok(message) => self.ingest(&message),
+                    Ok(message) => {
+                        self.apply_changes()?;
+                        self.ingest(&message);
+                    }
                     Err(e) => tracing::warn!(error = %e, "kafka consumer error"),
                 },
             }
         }
-        tracing::info!("flushing open windows before exit");
-        self.emit(consumer, &CancellationToken::new()).await
+        tracing::info!("cutting segments and publishing before exit");
+        self.emit(consumer, &CancellationToken::new(), true).await
     }
-}
 
-impl Runner<'_> {
+    /// Applies assignments and revocations in the order they happened.
+    fn apply_changes(&mut self) -> Result<(), AggregatorError> {
+        for change in self.assignments.take_changes() {
+            match change {
+                Change::Assigned {
+                    topic,
+                    partition,
+                    checkpoint,
+                    offset,
+                } => {
+                    let label = partition.to_string();
+                    self.metrics
+                        .resumed_offset
+                        .with_label_values(&[&topic, &label])
+                        .set(offset);
+                    self.metrics
+                        .segments_resumed
+                        .with_label_values(&[if checkpoint.is_some() { "true" } else { "false" }])
+                        .inc();
+                    self.engine
+                        .assign(&topic, partition, checkpoint.as_ref(), Some(offset));
+                    let key = (topic, partition);
+                    self.last_input.insert(key.clone(), Instant::now());
+                    self.published_watermark.remove(&key);
+                    match checkpoint {
+                        Some(c) => self.resume_from.insert(key, c),
+                        None => self.resume_from.remove(&key),
+                    };
+                }
+                Change::Revoked { topic, partition } => {
+                    self.engine.revoke(&topic, partition);
+                    let key = (topic, partition);
+                    self.last_input.remove(&key);
+                    self.resume_from.remove(&key);
+                    self.published_watermark.remove(&key);
+                }
+                Change::Failed(reason) => return Err(AggregatorError::Assignment(reason)),
+            }
+        }
+        Ok(())
+    }
+
     fn ingest(&mut self, message: &rdkafka::message::BorrowedMessage<'_>) {
         let pos = SourcePos {
             topic: message.topic(),
             partition: message.partition(),
             offset: message.offset(),
         };
-        let now = Instant::now();
-        match self.last_input.get_mut(pos.topic) {
-            Some(partitions) => {
-                partitions.insert(pos.partition, now);
-            }
-            None => {
-                self.last_input
-                    .insert(pos.topic.to_owned(), HashMap::from([(pos.partition, now)]));
-            }
+        if !self.engine.owns(pos.topic, pos.partition) {
+            tracing::debug!(topic = pos.topic, partition = pos.partition, "ignoring input of a partition not owned");
+            return;
+        }
+        if let Some(seen) = self.last_input.get_mut(&(pos.topic.to_owned(), pos.partition)) {
+            *seen = Instant::now();
         }
         let payload = message.payload().unwrap_or_default();
-        match decode(&self.schemas, payload).and_then(|d| d.into_event(&self.limits)) {
+        let published_at = message.timestamp().to_millis();
+        let admitted = decode(&self.schemas, payload)
+            .and_then(|d| d.into_event(&self.limits))
+            .and_then(|event| {
+                self.admission
+                    .check(event.occurred_at(), published_at)
+                    .map(|()| event)
+            });
+        match admitted {
             Ok(event) => {
                 let kind = match event {
                     centile_events::Event::Latency(_) => "latency",
                     centile_events::Event::Usage(_) => "usage",
                 };
-                self.metrics.events.with_label_values(&[kind]).inc();
-                if self.engine.ingest(pos, &event).late_windows > 0 {
+                let ingested = self.engine.ingest(pos, &event);
+                if !ingested.already_seen {
+                    self.metrics.events.with_label_values(&[kind]).inc();
+                }
+                if ingested.late {
                     self.metrics.late_events.inc();
                 }
             }
             Err(e) => {
                 self.engine.skip(pos);
                 self.metrics.rejected.with_label_values(&[e.kind()]).inc();
-                tracing::debug!(topic = pos.topic, partition = pos.partition, offset = pos.offset, error = %e, "skipping undecodable message");
+                tracing::debug!(topic = pos.topic, partition = pos.partition, offset = pos.offset, error = %e, "skipping a refused message");
             }
         }
     }
 
-    /// Publishes changed panes, then commits the offsets they cover.
+    /// Publishes in the crash-safe order described in the module docs.
     async fn emit(
         &mut self,
-        consumer: &StreamConsumer<RebalanceTracker>,
+        consumer: &StreamConsumer<Assignments>,
         shutdown: &CancellationToken,
+        last: bool,
     ) -> Result<(), AggregatorError> {
-        for (topic, partition) in self.tracker.take_revoked() {
-            self.engine.revoke(&topic, partition);
-            if let Some(partitions) = self.last_input.get_mut(&topic) {
-                partitions.remove(&partition);
-            }
+        self.apply_changes()?;
+        if last {
+            self.engine.close_all_segments();
+        } else {
+            self.release_idle_partitions();
         }
-        let idle_after = self.config.aggregator.idle_timeout;
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        for (topic, partitions) in &self.last_input {
-            for (partition, seen) in partitions {
-                if seen.elapsed() >= idle_after {
-                    self.engine.mark_idle(topic, *partition, now_ms);
+        let started = Instant::now();
+        let mut flush = self.engine.flush();
+
+        self.publish("closed panes", self.pane_messages(&flush.closed), shutdown)
+            .await?;
+        let mut checkpoints = std::mem::take(&mut flush.checkpoints);
+        if self.checkpoints_refreshed.elapsed() >= self.config.aggregator.checkpoint_refresh {
+            self.checkpoints_refreshed = Instant::now();
+            for resume in self.resume_from.values() {
+                if !checkpoints
+                    .iter()
+                    .any(|c| c.topic == resume.topic && c.partition == resume.partition)
+                {
+                    checkpoints.push(resume.clone());
                 }
             }
         }
+        self.publish("checkpoints", self.store.messages(&checkpoints), shutdown)
+            .await?;
+        self.metrics
+            .checkpoints_written
+            .inc_by(checkpoints.len() as u64);
+        self.commit(consumer, &checkpoints);
+        for c in checkpoints {
+            self.resume_from.insert((c.topic.clone(), c.partition), c);
+        }
+        self.publish("live panes", self.pane_messages(&flush.live), shutdown)
+            .await?;
+        self.count_panes(flush.panes());
+        let watermarks = self.watermark_messages(std::mem::take(&mut flush.progress));
+        self.publish("watermarks", watermarks, shutdown).await?;
 
-        let started = Instant::now();
-        let flush = self.engine.flush();
-        self.publish(&flush, shutdown).await?;
-        self.commit(consumer, &flush);
         self.metrics.open_panes.set(self.engine.open_panes() as i64);
         self.metrics
             .flush_duration
@@ -191,36 +310,106 @@ impl Runner<'_> {
         Ok(())
     }
 
-    async fn publish(
-        &self,
-        flush: &Flush,
-        shutdown: &CancellationToken,
-    ) -> Result<(), AggregatorError> {
-        if flush.panes.is_empty() {
-            return Ok(());
+    fn release_idle_partitions(&mut self) {
+        let idle_after = self.config.aggregator.idle_timeout;
+        let now = now_ms();
+        for ((topic, partition), seen) in &self.last_input {
+            if seen.elapsed() >= idle_after && self.engine.mark_idle(topic, *partition, now) {
+                tracing::debug!(topic, partition, "idle partition released its windows");
+            }
         }
-        let rollups = &self.config.topics.rollups;
-        let messages: Vec<OutMessage> = flush
-            .panes
-            .iter()
+    }
+
+    fn pane_messages<'p>(&self, panes: impl IntoIterator<Item = &'p Decoded>) -> Vec<OutMessage> {
+        panes
+            .into_iter()
             .map(|pane| OutMessage {
-                topic: rollups.clone(),
+                topic: self.config.topics.rollups.clone(),
+                partition: None,
                 key: Some(pane.partition_key()),
                 payload: encode(&self.schemas, pane),
                 headers: Vec::new(),
             })
-            .collect();
-        // Re-sending is safe: a pane id and version always carry the same content.
+            .collect()
+    }
+
+    /// One record per moved partition for every rollup partition, so each
+    /// reader of a rollup partition learns the watermark after the panes
+    /// it covers.
+    fn watermark_messages(&mut self, moved: Vec<Progress>) -> Vec<OutMessage> {
+        let refresh =
+            self.watermarks_refreshed.elapsed() >= self.config.aggregator.watermark_refresh;
+        let progress = if refresh {
+            self.watermarks_refreshed = Instant::now();
+            self.engine.progress()
+        } else {
+            moved
+        };
+        let emitted_at = now_ms();
+        let mut messages = Vec::new();
+        for p in progress {
+            let label = p.partition.to_string();
+            self.metrics
+                .position
+                .with_label_values(&[&p.topic, &label])
+                .set(p.next_offset);
+            let Some(watermark) = p.sealed_until else {
+                continue;
+            };
+            self.metrics
+                .watermark
+                .with_label_values(&[&p.topic, &label])
+                .set(watermark.div_euclid(1000));
+            let key = (p.topic.clone(), p.partition);
+            if !refresh && self.published_watermark.get(&key) == Some(&watermark) {
+                continue;
+            }
+            self.published_watermark.insert(key, watermark);
+            let record = Decoded::Watermark(Watermark {
+                source_topic: p.topic.clone(),
+                source_partition: p.partition,
+                watermark,
+                next_offset: p.next_offset,
+                emitted_at,
+            });
+            let payload = encode(&self.schemas, &record);
+            for partition in 0..self.rollup_partitions {
+                messages.push(OutMessage {
+                    topic: self.config.topics.rollups.clone(),
+                    partition: Some(partition),
+                    key: Some(record.partition_key()),
+                    payload: payload.clone(),
+                    headers: Vec::new(),
+                });
+            }
+        }
+        messages
+    }
+
+    async fn publish(
+        &self,
+        what: &str,
+        messages: Vec<OutMessage>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), AggregatorError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        // Re-sending is safe: a pane id and version always carry the same
+        // content, and a checkpoint the same state.
         with_backoff(
             PUBLISH_BACKOFF,
             shutdown,
-            "publishing panes",
+            &format!("publishing {what}"),
             |_| self.metrics.publish_retries.inc(),
             || send_all(&self.producer, &messages),
         )
         .await
-        .map_err(AggregatorError::Unpublished)?;
-        for pane in &flush.panes {
+        .map_err(AggregatorError::Unpublished)
+    }
+
+    fn count_panes<'p>(&self, panes: impl Iterator<Item = &'p Decoded>) {
+        for pane in panes {
             let (kind, is_final) = match pane {
                 Decoded::LatencyPane(p) => ("latency", p.is_final),
                 Decoded::UsagePane(p) => ("usage", p.is_final),
@@ -231,40 +420,39 @@ impl Runner<'_> {
                 .with_label_values(&[kind, if is_final { "true" } else { "false" }])
                 .inc();
         }
-        Ok(())
     }
 
-    fn commit(&self, consumer: &StreamConsumer<RebalanceTracker>, flush: &Flush) {
-        if flush.positions.is_empty() {
+    /// Mirrors the checkpoints into the group's committed offsets, which
+    /// lag tools read. Resuming never depends on them while a checkpoint
+    /// exists.
+    fn commit(&self, consumer: &StreamConsumer<Assignments>, checkpoints: &[Checkpoint]) {
+        if checkpoints.is_empty() {
             return;
         }
         let mut list = TopicPartitionList::new();
-        for p in &flush.positions {
+        for c in checkpoints {
+            if !self.engine.owns(&c.topic, c.partition) {
+                continue;
+            }
             if let Err(e) =
-                list.add_partition_offset(&p.topic, p.partition, Offset::Offset(p.next_offset))
+                list.add_partition_offset(&c.topic, c.partition, Offset::Offset(c.next_offset))
             {
                 tracing::warn!(error = %e, "cannot build commit list");
                 return;
             }
         }
+        if list.count() == 0 {
+            return;
+        }
         match consumer.commit(&list, CommitMode::Sync) {
             Ok(()) => {
-                for p in &flush.positions {
-                    let partition = p.partition.to_string();
+                for c in checkpoints {
                     self.metrics
                         .committed_offset
-                        .with_label_values(&[&p.topic, &partition])
-                        .set(p.next_offset);
-                    if let Some(watermark) = self.engine.watermark(&p.topic, p.partition) {
-                        self.metrics
-                            .watermark
-                            .with_label_values(&[&p.topic, &partition])
-                            .set(watermark.div_euclid(1000));
-                    }
+                        .with_label_values(&[&c.topic, &c.partition.to_string()])
+                        .set(c.next_offset);
                 }
             }
-            // The panes are published; uncommitted input is read again by
-            // whoever owns the partition next (at least once).
             Err(e) => tracing::warn!(error = %e, "offset commit failed"),
         }
     }

@@ -1,5 +1,6 @@
 //! Property: panes built from any split of the input (as across Kafka
-//! partitions) merge to the same counts, sums, min and max as one pane of
+//! partitions, and across the minute windows and segments of 50 minutes of
+//! out-of-order event time) merge to the same counts, sums, min and max as
 //! the whole, and to percentiles within tolerance of it.
 
 use std::collections::BTreeMap;
@@ -31,12 +32,10 @@ fn event(i: usize, rt: f64) -> Event {
 }
 
 /// Runs the engine with each event sent to the partition `route` picks,
-/// returning the day panes (one per partition that saw data).
-fn day_panes(values: &[f64], route: impl Fn(usize) -> i32) -> Vec<LatencyPane> {
-    let mut engine = Engine::new(EngineConfig {
-        granularities: vec![Granularity::Day],
-        ..EngineConfig::default()
-    });
+/// returning every pane it emits (each pane id once: nothing is flushed
+/// before the end).
+fn all_panes(values: &[f64], route: impl Fn(usize) -> i32) -> Vec<LatencyPane> {
+    let mut engine = Engine::new(EngineConfig::default());
     for (i, rt) in values.iter().enumerate() {
         let pos = SourcePos {
             topic: "lat",
@@ -45,15 +44,16 @@ fn day_panes(values: &[f64], route: impl Fn(usize) -> i32) -> Vec<LatencyPane> {
         };
         engine.ingest(pos, &event(i, *rt));
     }
-    engine
-        .flush()
-        .panes
-        .into_iter()
+    let flush = engine.flush();
+    let panes: Vec<LatencyPane> = flush
+        .panes()
         .filter_map(|p| match p {
-            Decoded::LatencyPane(p) => Some(p),
+            Decoded::LatencyPane(p) => Some(p.clone()),
             _ => None,
         })
-        .collect()
+        .collect();
+    assert!(panes.iter().all(|p| p.granularity == Granularity::Minute));
+    panes
 }
 
 /// The fraction of values below and at-or-below `v`.
@@ -74,8 +74,8 @@ proptest! {
         partitions in 1i32..6,
         salt in 0usize..1_000,
     ) {
-        let whole = LatencySummary::merge(&day_panes(&values, |_| 0));
-        let split_panes = day_panes(&values, |i| ((i * 7919 + salt) % partitions as usize) as i32);
+        let whole = LatencySummary::merge(&all_panes(&values, |_| 0));
+        let split_panes = all_panes(&values, |i| ((i * 7919 + salt) % partitions as usize) as i32);
         let split = LatencySummary::merge(&split_panes);
 
         prop_assert_eq!(split.calls, whole.calls);

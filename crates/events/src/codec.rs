@@ -12,7 +12,7 @@ use apache_avro::{from_avro_datum, to_avro_datum, types::Value};
 
 use crate::{
     schema::SchemaKind, value, DecodeError, Event, LatencyEvent, LatencyPane, Limits, Schemas,
-    UsageEvent, UsagePane, Validate,
+    UsageEvent, UsagePane, Validate, Watermark,
 };
 
 const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -36,6 +36,7 @@ pub enum Decoded {
     Usage(UsageEvent),
     LatencyPane(LatencyPane),
     UsagePane(UsagePane),
+    Watermark(Watermark),
 }
 
 impl Decoded {
@@ -45,6 +46,7 @@ impl Decoded {
             Self::Usage(_) => SchemaKind::UsageEvent,
             Self::LatencyPane(_) => SchemaKind::LatencyPane,
             Self::UsagePane(_) => SchemaKind::UsagePane,
+            Self::Watermark(_) => SchemaKind::Watermark,
         }
     }
 
@@ -60,13 +62,16 @@ impl Decoded {
         }
     }
 
-    /// The Kafka message key: messages of one tenant and model share a partition.
+    /// The Kafka message key: messages of one tenant and model share a
+    /// partition. Watermarks are sent to every partition explicitly and are
+    /// keyed by their source partition.
     pub fn partition_key(&self) -> String {
         let (tenant, model) = match self {
             Self::Latency(e) => (&e.tenant_id, &e.model_id),
             Self::Usage(e) => (&e.tenant_id, &e.model_id),
             Self::LatencyPane(p) => (&p.tenant_id, &p.model_id),
             Self::UsagePane(p) => (&p.tenant_id, &p.model_id),
+            Self::Watermark(w) => return format!("{}/{}", w.source_topic, w.source_partition),
         };
         format!("{tenant}/{model}")
     }
@@ -77,6 +82,7 @@ impl Decoded {
             Self::Usage(e) => value::usage_event_to_value(e),
             Self::LatencyPane(p) => value::latency_pane_to_value(p),
             Self::UsagePane(p) => value::usage_pane_to_value(p),
+            Self::Watermark(w) => value::watermark_to_value(w),
         }
     }
 }
@@ -130,6 +136,7 @@ pub fn decode(schemas: &Schemas, bytes: &[u8]) -> Result<Decoded, DecodeError> {
         SchemaKind::UsageEvent => Decoded::Usage(value::usage_event_from_value(value)?),
         SchemaKind::LatencyPane => Decoded::LatencyPane(value::latency_pane_from_value(value)?),
         SchemaKind::UsagePane => Decoded::UsagePane(value::usage_pane_from_value(value)?),
+        SchemaKind::Watermark => Decoded::Watermark(value::watermark_from_value(value)?),
     })
 }
 

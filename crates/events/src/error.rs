@@ -54,6 +54,10 @@ pub enum DecodeError {
     },
     #[error("invalid event: {}", join(.0))]
     Invalid(Vec<FieldError>),
+    #[error("field `occurred_at`: too late, published {age_ms} ms after it occurred, beyond the restatement horizon of {horizon_ms} ms")]
+    TooLate { age_ms: i64, horizon_ms: i64 },
+    #[error("field `occurred_at`: {ahead_ms} ms after the record's publication time, beyond the allowed clock skew of {max_skew_ms} ms")]
+    FromTheFuture { ahead_ms: i64, max_skew_ms: i64 },
 }
 
 impl DecodeError {
@@ -69,6 +73,8 @@ impl DecodeError {
             Self::TrailingBytes(_) => "trailing_bytes",
             Self::WrongTopic { .. } => "wrong_topic",
             Self::Invalid(_) => "invalid_field",
+            Self::TooLate { .. } => "too_late",
+            Self::FromTheFuture { .. } => "future",
         }
     }
 }

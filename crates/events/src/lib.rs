@@ -6,6 +6,7 @@
 //! Everything here is pure: no I/O, so codecs can be fuzzed, property-tested
 //! and benchmarked in isolation.
 
+mod admission;
 mod codec;
 mod dimensions;
 mod error;
@@ -21,6 +22,7 @@ pub use dimensions::{ParameterHasher, ParameterSet, DEFAULT_PERFORMANCE_PARAMETE
 pub use error::{DecodeError, FieldError};
 pub use granularity::Granularity;
 pub use model::{Event, LatencyEvent, UsageEvent};
-pub use pane::{Centroid, LatencyPane, PaneSource, UsagePane};
+pub use admission::Admission;
+pub use pane::{Centroid, LatencyPane, PaneSource, UsagePane, Watermark};
 pub use schema::{SchemaKind, Schemas};
 pub use validate::{Limits, Validate};

@@ -75,3 +75,14 @@ pub struct UsagePane {
     pub output_tokens_sum: i64,
     pub cost_usd_nanos_sum: i64,
 }
+
+/// How far one source partition has been rolled up (`centile.v1.Watermark`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watermark {
+    pub source_topic: String,
+    pub source_partition: i32,
+    /// Minute windows ending at or before this instant (ms) are final.
+    pub watermark: i64,
+    pub next_offset: i64,
+    pub emitted_at: i64,
+}

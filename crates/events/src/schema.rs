@@ -10,6 +10,7 @@ const LATENCY_EVENT: &str = include_str!("../../../schemas/avro/latency_event.av
 const USAGE_EVENT: &str = include_str!("../../../schemas/avro/usage_event.avsc");
 const LATENCY_PANE: &str = include_str!("../../../schemas/avro/latency_pane.avsc");
 const USAGE_PANE: &str = include_str!("../../../schemas/avro/usage_pane.avsc");
+const WATERMARK: &str = include_str!("../../../schemas/avro/watermark.avsc");
 
 /// Which record a schema describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -18,14 +19,16 @@ pub enum SchemaKind {
     UsageEvent,
     LatencyPane,
     UsagePane,
+    Watermark,
 }
 
 impl SchemaKind {
-    pub const ALL: [SchemaKind; 4] = [
+    pub const ALL: [SchemaKind; 5] = [
         SchemaKind::LatencyEvent,
         SchemaKind::UsageEvent,
         SchemaKind::LatencyPane,
         SchemaKind::UsagePane,
+        SchemaKind::Watermark,
     ];
 
     /// The record's name in lowercase prose.
@@ -35,6 +38,7 @@ impl SchemaKind {
             Self::UsageEvent => "usage event",
             Self::LatencyPane => "latency pane",
             Self::UsagePane => "usage pane",
+            Self::Watermark => "watermark",
         }
     }
 
@@ -44,6 +48,7 @@ impl SchemaKind {
             Self::UsageEvent => USAGE_EVENT,
             Self::LatencyPane => LATENCY_PANE,
             Self::UsagePane => USAGE_PANE,
+            Self::Watermark => WATERMARK,
         }
     }
 }

@@ -11,7 +11,7 @@ use apache_avro::types::Value;
 
 use crate::{
     Centroid, DecodeError, FieldError, Granularity, LatencyEvent, LatencyPane, PaneSource,
-    UsageEvent, UsagePane,
+    UsageEvent, UsagePane, Watermark,
 };
 
 pub(crate) struct RecordReader {
@@ -452,4 +452,26 @@ pub(crate) fn usage_pane_from_value(value: Value) -> Result<UsagePane, DecodeErr
         cost_usd_nanos_sum: r.long("cost_usd_nanos_sum"),
     };
     r.finish(pane)
+}
+
+pub(crate) fn watermark_to_value(w: &Watermark) -> Value {
+    record(vec![
+        ("source_topic", Value::String(w.source_topic.clone())),
+        ("source_partition", Value::Int(w.source_partition)),
+        ("watermark", Value::TimestampMillis(w.watermark)),
+        ("next_offset", Value::Long(w.next_offset)),
+        ("emitted_at", Value::TimestampMillis(w.emitted_at)),
+    ])
+}
+
+pub(crate) fn watermark_from_value(value: Value) -> Result<Watermark, DecodeError> {
+    let mut r = RecordReader::new(value)?;
+    let watermark = Watermark {
+        source_topic: r.string("source_topic"),
+        source_partition: r.int("source_partition"),
+        watermark: r.long("watermark"),
+        next_offset: r.long("next_offset"),
+        emitted_at: r.long("emitted_at"),
+    };
+    r.finish(watermark)
 }

@@ -61,6 +61,7 @@ impl EventPublisher {
         };
         Ok(OutMessage {
             topic: topic.clone(),
+            partition: None,
             key: Some(decoded.partition_key()),
             payload: encode(&self.schemas, &decoded),
             headers: Vec::new(),

@@ -29,6 +29,7 @@ pub struct Config {
     pub log: LogConfig,
     pub aggregator: AggregatorConfig,
     pub sink: SinkConfig,
+    pub admission: AdmissionConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -82,6 +83,8 @@ pub struct TopicsConfig {
     pub latency: String,
     pub rollups: String,
     pub dlq: String,
+    /// The aggregator's segment checkpoints; one partition, compacted.
+    pub checkpoints: String,
     /// Partitions for topics a service creates because they are missing.
     pub partitions: i32,
     pub replication_factor: i32,
@@ -95,6 +98,7 @@ impl Default for TopicsConfig {
             latency: "centile.latency.v1".into(),
             rollups: "centile.rollups.v1".into(),
             dlq: "centile.dlq.v1".into(),
+            checkpoints: "centile.checkpoints.v1".into(),
             partitions: 3,
             replication_factor: 1,
             create_missing: true,
@@ -169,6 +173,14 @@ pub struct AggregatorConfig {
     pub tdigest_compression: usize,
     /// Parameters that affect performance and so form the parameter hash.
     pub performance_parameters: Vec<String>,
+    /// How often each owned partition's checkpoint is rewritten even when
+    /// it did not move, which bounds how far back a new owner must look.
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_refresh: Duration,
+    /// How often every owned partition's watermark is republished even
+    /// when it did not move.
+    #[serde(with = "humantime_serde")]
+    pub watermark_refresh: Duration,
 }
 
 impl Default for AggregatorConfig {
@@ -188,6 +200,41 @@ impl Default for AggregatorConfig {
             ]
             .map(String::from)
             .to_vec(),
+            checkpoint_refresh: Duration::from_secs(300),
+            watermark_refresh: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Which valid events may still change the rollups. Shared by the sink and
+/// the aggregator so that both refuse exactly the same events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdmissionConfig {
+    /// Events published this long after they occurred no longer restate
+    /// rollups; they go to the dead-letter topic as `too_late`.
+    #[serde(with = "humantime_serde")]
+    pub restatement_horizon: Duration,
+    /// Events dated this far after their publication go to the dead-letter
+    /// topic as `future`.
+    #[serde(with = "humantime_serde")]
+    pub max_future_skew: Duration,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        Self {
+            restatement_horizon: Duration::from_secs(7 * 24 * 3600),
+            max_future_skew: Duration::from_secs(300),
+        }
+    }
+}
+
+impl AdmissionConfig {
+    pub fn admission(&self) -> centile_events::Admission {
+        centile_events::Admission {
+            restatement_horizon_ms: self.restatement_horizon.as_millis() as i64,
+            max_future_skew_ms: self.max_future_skew.as_millis() as i64,
         }
     }
 }
@@ -223,8 +270,9 @@ impl Default for SinkConfig {
 }
 
 /// Sections and the environment prefixes that reach them, longest first.
-const ENV_SECTIONS: [(&str, &str); 8] = [
+const ENV_SECTIONS: [(&str, &str); 9] = [
     ("AGGREGATOR_", "aggregator"),
+    ("ADMISSION_", "admission"),
     ("CLICKHOUSE_", "clickhouse"),
     ("METRICS_", "metrics"),
     ("TOPICS_", "topics"),

@@ -110,7 +110,8 @@ pub async fn ensure_topics(
     Ok(())
 }
 
-/// Creates Centile's four topics if they are missing and the config allows it.
+/// Creates Centile's topics if they are missing and the config allows it.
+/// Checkpoints live in one partition, so the latest ones are at its end.
 pub async fn ensure_centile_topics(config: &crate::Config) -> Result<(), RuntimeError> {
     let t = &config.topics;
     if !t.create_missing {
@@ -122,13 +123,16 @@ pub async fn ensure_centile_topics(config: &crate::Config) -> Result<(), Runtime
         t.partitions,
         t.replication_factor,
     )
-    .await
+    .await?;
+    ensure_topics(&config.kafka, &[&t.checkpoints], 1, t.replication_factor).await
 }
 
 /// A message to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutMessage {
     pub topic: String,
+    /// Chosen by the key's hash when not set.
+    pub partition: Option<i32>,
     pub key: Option<String>,
     pub payload: Vec<u8>,
     pub headers: Vec<(String, String)>,
@@ -164,6 +168,9 @@ pub async fn send_all(
                 .headers(headers);
             if let Some(key) = &message.key {
                 record = record.key(key.as_str());
+            }
+            if let Some(partition) = message.partition {
+                record = record.partition(partition);
             }
             match producer.send_result(record) {
                 Ok(delivery) => {

@@ -31,6 +31,7 @@ pub fn dead_letter(
 ) -> OutMessage {
     OutMessage {
         topic: dlq_topic.to_owned(),
+        partition: None,
         key: origin.key.map(|k| String::from_utf8_lossy(k).into_owned()),
         payload: payload.to_vec(),
         headers: vec![

@@ -1,15 +1,19 @@
-//! The windowing engine: raw events in, rollup panes out. No I/O and no
-//! clock of its own; the caller supplies offsets and, for idle partitions,
-//! the wall-clock time. Given the same input sequence it emits the same
-//! panes, which is what makes replays idempotent downstream.
+//! The windowing engine: raw events in, minute rollup panes out. No I/O and
+//! no clock of its own; the caller supplies offsets and, for idle
+//! partitions, the wall-clock time. Given the same input sequence and the
+//! same starting [`Checkpoint`] it emits the same panes, which is what makes
+//! replays idempotent downstream.
 //!
 //! State is kept per source partition: each partition has its own watermark
 //! (the maximum event time it has seen, minus the allowed lateness) and its
-//! own panes. A pane is final once the watermark passes its window's end;
-//! it is then emitted one last time and dropped. An event for a window that
-//! is already final opens a fresh pane, emitted final at the next flush, so
-//! late data is added to the views, never dropped.
+//! own panes. A minute window is final once the watermark passes its end.
+//! An event for a window that is already final joins a new pane of the
+//! current segment, so late data restates the views and is never dropped.
+//! Hour and day rows are merged from minute panes by the ClickHouse views,
+//! so no pane ever stays open longer than a minute plus the lateness, and a
+//! restart replays at most that much input.
 
+mod checkpoint;
 mod latency;
 mod pane_id;
 mod partition;
@@ -17,8 +21,9 @@ mod usage;
 
 use std::collections::BTreeMap;
 
-use centile_events::{Decoded, Event, Granularity, ParameterHasher};
+use centile_events::{Decoded, Event, ParameterHasher};
 
+pub use checkpoint::Checkpoint;
 use partition::PartitionState;
 
 /// Settings of the pure engine.
@@ -27,7 +32,6 @@ pub struct EngineConfig {
     pub allowed_lateness_ms: i64,
     pub tdigest_compression: usize,
     pub parameters: ParameterHasher,
-    pub granularities: Vec<Granularity>,
 }
 
 impl Default for EngineConfig {
@@ -36,7 +40,6 @@ impl Default for EngineConfig {
             allowed_lateness_ms: 10_000,
             tdigest_compression: 1000,
             parameters: ParameterHasher::default(),
-            granularities: Granularity::ALL.to_vec(),
         }
     }
 }
@@ -52,24 +55,42 @@ pub struct SourcePos<'a> {
 /// What happened to one ingested event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Ingested {
-    /// Windows the event joined after they were already final.
-    pub late_windows: u32,
+    /// The event's window was already final: it restates the window.
+    pub late: bool,
+    /// The offset lies before the partition's position, so it was ignored.
+    pub already_seen: bool,
 }
 
-/// The input position up to which a partition's effects are in emitted panes.
+/// How far a partition has been read and rolled up.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Position {
+pub struct Progress {
     pub topic: String,
     pub partition: i32,
     /// The next offset to read.
     pub next_offset: i64,
+    /// Minute windows ending at or before this are final and published.
+    pub sealed_until: Option<i64>,
 }
 
-/// Panes to publish, and the positions to commit once they are acknowledged.
+/// What to publish, in this order: each step only after the broker has
+/// acknowledged the previous one.
 #[derive(Debug, Default)]
 pub struct Flush {
-    pub panes: Vec<Decoded>,
-    pub positions: Vec<Position>,
+    /// Panes of segments that ended.
+    pub closed: Vec<Decoded>,
+    /// Where those segments' partitions resume; persisting one makes its
+    /// segment boundary durable.
+    pub checkpoints: Vec<Checkpoint>,
+    /// The changed panes of the current segments.
+    pub live: Vec<Decoded>,
+    /// Partitions whose position or watermark moved.
+    pub progress: Vec<Progress>,
+}
+
+impl Flush {
+    pub fn panes(&self) -> impl Iterator<Item = &Decoded> {
+        self.closed.iter().chain(&self.live)
+    }
 }
 
 #[derive(Debug)]
@@ -88,6 +109,10 @@ impl Engine {
         }
     }
 
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
     fn partition<'a>(
         partitions: &'a mut BTreeMap<String, BTreeMap<i32, PartitionState>>,
         topic: &str,
@@ -100,11 +125,38 @@ impl Engine {
             .get_mut(topic)
             .expect("inserted above")
             .entry(partition)
-            .or_insert_with(|| PartitionState::new(topic, partition))
+            .or_insert_with(|| PartitionState::new(topic, partition, None))
     }
 
     fn existing(&self, topic: &str, partition: i32) -> Option<&PartitionState> {
         self.partitions.get(topic)?.get(&partition)
+    }
+
+    fn existing_mut(&mut self, topic: &str, partition: i32) -> Option<&mut PartitionState> {
+        self.partitions.get_mut(topic)?.get_mut(&partition)
+    }
+
+    /// Takes on a partition, resuming from its checkpoint when there is one,
+    /// else reading it from `start_offset` with no history.
+    pub fn assign(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        checkpoint: Option<&Checkpoint>,
+        start_offset: Option<i64>,
+    ) {
+        let state = match checkpoint {
+            Some(c) => PartitionState::restore(c),
+            None => PartitionState::new(topic, partition, start_offset),
+        };
+        self.partitions
+            .entry(topic.to_owned())
+            .or_default()
+            .insert(partition, state);
+    }
+
+    pub fn owns(&self, topic: &str, partition: i32) -> bool {
+        self.existing(topic, partition).is_some()
     }
 
     /// Adds one valid event read at `pos`.
@@ -117,26 +169,36 @@ impl Engine {
     }
 
     /// Advances the position past a message that produced no event (it was
-    /// dead-lettered), so it is committed with the rest.
+    /// refused), so it is committed with the rest.
     pub fn skip(&mut self, pos: SourcePos<'_>) {
         Self::partition(&mut self.partitions, pos.topic, pos.partition).skip(pos.offset);
     }
 
     /// Lets an idle partition's watermark follow the wall clock, so its
-    /// windows become final even when no more events arrive.
-    pub fn mark_idle(&mut self, topic: &str, partition: i32, now_ms: i64) {
+    /// windows become final even when no more events arrive. True when it
+    /// moved the watermark (and so cut a segment).
+    ///
+    /// Unlike a cut made by event time, this cut is not found again by a
+    /// replay, so the caller must flush right after it and persist the
+    /// checkpoint before ingesting more input.
+    pub fn mark_idle(&mut self, topic: &str, partition: i32, now_ms: i64) -> bool {
         let lateness = self.config.allowed_lateness_ms;
-        let state = self
-            .partitions
-            .get_mut(topic)
-            .and_then(|p| p.get_mut(&partition));
-        if let Some(state) = state {
-            state.release_until(now_ms - lateness, lateness);
+        let config = self.config.clone();
+        self.existing_mut(topic, partition)
+            .is_some_and(|state| state.release_until(&config, now_ms - lateness))
+    }
+
+    /// Cuts every partition's segment where it stands, so that a restart
+    /// resumes exactly here; used on shutdown. As with [`Engine::mark_idle`],
+    /// flush and persist before ingesting more.
+    pub fn close_all_segments(&mut self) {
+        for state in self.partitions.values_mut().flat_map(BTreeMap::values_mut) {
+            state.close_segment(&self.config);
         }
     }
 
-    /// Emits every pane changed since the last flush, and every pane that
-    /// became final; final panes are dropped from memory.
+    /// Collects what changed since the last flush; closed panes are dropped
+    /// from memory.
     pub fn flush(&mut self) -> Flush {
         let mut flush = Flush::default();
         for state in self.partitions.values_mut().flat_map(BTreeMap::values_mut) {
@@ -145,7 +207,8 @@ impl Engine {
         flush
     }
 
-    /// Forgets a partition that was taken away in a rebalance.
+    /// Forgets a partition that was taken away in a rebalance; its new owner
+    /// rebuilds the same panes from the last checkpoint.
     pub fn revoke(&mut self, topic: &str, partition: i32) {
         if let Some(partitions) = self.partitions.get_mut(topic) {
             partitions.remove(&partition);
@@ -157,7 +220,16 @@ impl Engine {
             .and_then(|s| s.watermark(self.config.allowed_lateness_ms))
     }
 
-    /// Panes held in memory, open or awaiting their final emission.
+    /// Every owned partition's progress, moved or not.
+    pub fn progress(&self) -> Vec<Progress> {
+        self.partitions
+            .values()
+            .flat_map(BTreeMap::values)
+            .filter_map(PartitionState::current_progress)
+            .collect()
+    }
+
+    /// Panes held in memory.
     pub fn open_panes(&self) -> usize {
         self.partitions
             .values()

@@ -1,13 +1,22 @@
-//! One source partition's watermark, position and panes.
+//! One source partition's watermark, position, segment and panes.
+//!
+//! Input is cut into segments at positions every replay finds again: each
+//! time the watermark crosses a minute boundary (a function of the input
+//! alone), when an idle partition's windows are released, and at shutdown.
+//! At a cut every open pane is emitted and dropped, and a [`Checkpoint`] of
+//! the watermark state is taken. Replaying from a checkpoint therefore
+//! rebuilds exactly the panes, ids and versions the first run built after it,
+//! whether or not the first run published them.
 
 use std::collections::BTreeMap;
 
 use centile_events::{Decoded, Event, Granularity, PaneSource};
 
 use super::{
+    checkpoint::Checkpoint,
     latency::{LatencyAgg, LatencyKey},
     usage::{UsageAgg, UsageKey},
-    EngineConfig, Flush, Ingested, Position,
+    EngineConfig, Flush, Ingested, Progress,
 };
 
 /// Where and when a pane is emitted.
@@ -54,19 +63,17 @@ pub(crate) trait Aggregate {
     fn take_dirty(&mut self) -> bool;
 }
 
-/// Open panes by key, plus panes sealed since the last flush. Ordered maps
-/// keep emission order deterministic.
+/// The open panes of the current segment, by key. Ordered maps keep
+/// emission order deterministic.
 #[derive(Debug)]
 pub(crate) struct Panes<A: Aggregate> {
     open: BTreeMap<A::Key, A>,
-    sealed: Vec<(A::Key, A)>,
 }
 
 impl<A: Aggregate> Default for Panes<A> {
     fn default() -> Self {
         Self {
             open: BTreeMap::new(),
-            sealed: Vec::new(),
         }
     }
 }
@@ -76,16 +83,14 @@ impl<A: Aggregate> Panes<A> {
         self.open.entry(key).or_insert_with(create)
     }
 
-    fn seal(&mut self, watermark: i64) {
-        let done: Vec<A::Key> = self
-            .open
-            .keys()
-            .filter(|k| k.window_end() <= watermark)
-            .cloned()
-            .collect();
-        for key in done {
-            let agg = self.open.remove(&key).expect("key just listed");
-            self.sealed.push((key, agg));
+    /// Ends the segment: panes of windows that are final are emitted final;
+    /// the others are emitted if they changed since the last flush.
+    fn close(&mut self, ctx: &EmitContext<'_>, sealed_until: i64, out: &mut Vec<Decoded>) {
+        for (key, mut agg) in std::mem::take(&mut self.open) {
+            let is_final = key.window_end() <= sealed_until;
+            if agg.take_dirty() || is_final {
+                out.push(agg.to_pane(&key, ctx, is_final));
+            }
         }
     }
 
@@ -95,13 +100,10 @@ impl<A: Aggregate> Panes<A> {
                 out.push(agg.to_pane(key, ctx, false));
             }
         }
-        for (key, agg) in self.sealed.drain(..) {
-            out.push(agg.to_pane(&key, ctx, true));
-        }
     }
 
     fn len(&self) -> usize {
-        self.open.len() + self.sealed.len()
+        self.open.len()
     }
 }
 
@@ -111,26 +113,47 @@ pub(crate) struct PartitionState {
     partition: i32,
     max_event_time: Option<i64>,
     released_until: Option<i64>,
-    /// Windows ending at or before this are sealed.
+    /// Minute windows ending at or before this are final.
     sealed_until: i64,
     next_offset: Option<i64>,
-    position_moved: bool,
     latency: Panes<LatencyAgg>,
     usage: Panes<UsageAgg>,
+    /// Panes of segments closed since the last flush.
+    closed: Vec<Decoded>,
+    /// Where the latest closed segment ends, once it is published.
+    checkpoint: Option<Checkpoint>,
+    progressed: bool,
 }
 
 impl PartitionState {
-    pub fn new(topic: &str, partition: i32) -> Self {
+    /// A partition read from `next_offset` (if known) with no history.
+    pub fn new(topic: &str, partition: i32, next_offset: Option<i64>) -> Self {
         Self {
             topic: topic.to_owned(),
             partition,
             max_event_time: None,
             released_until: None,
             sealed_until: i64::MIN,
-            next_offset: None,
-            position_moved: false,
+            next_offset,
             latency: Panes::default(),
             usage: Panes::default(),
+            closed: Vec::new(),
+            checkpoint: None,
+            progressed: false,
+        }
+    }
+
+    /// A partition resumed exactly where a checkpoint left it.
+    pub fn restore(checkpoint: &Checkpoint) -> Self {
+        Self {
+            max_event_time: checkpoint.max_event_time,
+            released_until: checkpoint.released_until,
+            sealed_until: checkpoint.sealed_until,
+            ..Self::new(
+                &checkpoint.topic,
+                checkpoint.partition,
+                Some(checkpoint.next_offset),
+            )
         }
     }
 
@@ -140,78 +163,93 @@ impl PartitionState {
     }
 
     pub fn ingest(&mut self, config: &EngineConfig, offset: i64, event: &Event) -> Ingested {
+        if self.next_offset.is_some_and(|next| offset < next) {
+            return Ingested {
+                already_seen: true,
+                ..Ingested::default()
+            };
+        }
         self.skip(offset);
         let watermark = self
             .watermark(config.allowed_lateness_ms)
             .unwrap_or(i64::MIN);
         let time = event.occurred_at();
-        let windows = config
-            .granularities
-            .iter()
-            .map(|&g| (g, g.window_start(time)));
-        let late_windows = windows
-            .clone()
-            .filter(|(g, start)| start + g.millis() <= watermark)
-            .count() as u32;
+        let granularity = Granularity::Minute;
+        let window_start = granularity.window_start(time);
+        let late = window_start + granularity.millis() <= watermark;
         match event {
             Event::Latency(e) => {
                 let params = config.parameters.select(&e.parameters);
-                for (granularity, window_start) in windows {
-                    let key = LatencyKey::new(granularity, window_start, e, &params.hash);
-                    let compression = config.tdigest_compression;
-                    self.latency
-                        .entry(key, || {
-                            LatencyAgg::new(offset, params.parameters.clone(), compression)
-                        })
-                        .add(offset, e);
-                }
+                let key = LatencyKey::new(granularity, window_start, e, &params.hash);
+                let compression = config.tdigest_compression;
+                self.latency
+                    .entry(key, || {
+                        LatencyAgg::new(offset, params.parameters.clone(), compression)
+                    })
+                    .add(offset, e);
             }
             Event::Usage(e) => {
-                for (granularity, window_start) in windows {
-                    let key = UsageKey::new(granularity, window_start, e);
-                    self.usage
-                        .entry(key, || UsageAgg::new(offset))
-                        .add(offset, e);
-                }
+                let key = UsageKey::new(granularity, window_start, e);
+                self.usage
+                    .entry(key, || UsageAgg::new(offset))
+                    .add(offset, e);
             }
         }
         if self.max_event_time.is_none_or(|max| time > max) {
             self.max_event_time = Some(time);
-            self.seal(config.allowed_lateness_ms);
+            if self.advance_seal(config.allowed_lateness_ms) {
+                self.close_segment(config);
+            }
         }
-        Ingested { late_windows }
+        Ingested {
+            late,
+            already_seen: false,
+        }
     }
 
     pub fn skip(&mut self, offset: i64) {
         if self.next_offset.is_none_or(|next| offset >= next) {
             self.next_offset = Some(offset + 1);
-            self.position_moved = true;
+            self.progressed = true;
         }
     }
 
-    pub fn release_until(&mut self, watermark: i64, lateness_ms: i64) {
-        if self.released_until.is_none_or(|r| watermark > r) {
-            self.released_until = Some(watermark);
-            self.seal(lateness_ms);
+    /// Lets the watermark follow the wall clock. Only a release that makes a
+    /// window final changes any state, and it always cuts a segment, so the
+    /// checkpoint records it for replays.
+    pub fn release_until(&mut self, config: &EngineConfig, watermark: i64) -> bool {
+        let boundary = Granularity::Minute.window_start(watermark);
+        if boundary <= self.sealed_until || self.next_offset.is_none() {
+            return false;
         }
+        self.released_until = Some(watermark.max(self.released_until.unwrap_or(i64::MIN)));
+        self.advance_seal(config.allowed_lateness_ms);
+        self.close_segment(config);
+        true
     }
 
-    /// Seals panes whose window the watermark has passed. Windows end on
-    /// minute boundaries, so the scan runs at most once per minute of event time.
-    fn seal(&mut self, lateness_ms: i64) {
+    /// Moves `sealed_until` to the watermark's minute boundary; true when
+    /// that made a window final. The first watermark ever seen finalises
+    /// nothing: no pane can be older than the event that set it.
+    fn advance_seal(&mut self, lateness_ms: i64) -> bool {
         let Some(watermark) = self.watermark(lateness_ms) else {
-            return;
+            return false;
         };
         let boundary = Granularity::Minute.window_start(watermark);
         if boundary <= self.sealed_until {
-            return;
+            return false;
         }
+        let first = self.sealed_until == i64::MIN;
         self.sealed_until = boundary;
-        self.latency.seal(boundary);
-        self.usage.seal(boundary);
+        self.progressed = true;
+        !first
     }
 
-    pub fn flush(&mut self, config: &EngineConfig, flush: &mut Flush) {
+    /// Ends the current segment at the current position.
+    pub fn close_segment(&mut self, config: &EngineConfig) {
+        let Some(next_offset) = self.next_offset else {
+            return;
+        };
         let ctx = EmitContext {
             topic: &self.topic,
             partition: self.partition,
@@ -219,17 +257,50 @@ impl PartitionState {
                 .watermark(config.allowed_lateness_ms)
                 .unwrap_or(i64::MIN),
         };
-        self.latency.flush(&ctx, &mut flush.panes);
-        self.usage.flush(&ctx, &mut flush.panes);
-        if std::mem::take(&mut self.position_moved) {
+        self.latency
+            .close(&ctx, self.sealed_until, &mut self.closed);
+        self.usage.close(&ctx, self.sealed_until, &mut self.closed);
+        self.checkpoint = Some(Checkpoint {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            next_offset,
+            max_event_time: self.max_event_time,
+            released_until: self.released_until,
+            sealed_until: self.sealed_until,
+        });
+    }
+
+    pub fn flush(&mut self, config: &EngineConfig, flush: &mut Flush) {
+        flush.closed.append(&mut self.closed);
+        flush.checkpoints.extend(self.checkpoint.take());
+        let ctx = EmitContext {
+            topic: &self.topic,
+            partition: self.partition,
+            watermark: self
+                .watermark(config.allowed_lateness_ms)
+                .unwrap_or(i64::MIN),
+        };
+        self.latency.flush(&ctx, &mut flush.live);
+        self.usage.flush(&ctx, &mut flush.live);
+        if std::mem::take(&mut self.progressed) {
             if let Some(next_offset) = self.next_offset {
-                flush.positions.push(Position {
-                    topic: self.topic.clone(),
-                    partition: self.partition,
-                    next_offset,
-                });
+                flush.progress.push(self.progress(next_offset));
             }
         }
+    }
+
+    fn progress(&self, next_offset: i64) -> Progress {
+        Progress {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            next_offset,
+            sealed_until: (self.sealed_until > i64::MIN).then_some(self.sealed_until),
+        }
+    }
+
+    /// The current progress, whether or not it moved.
+    pub fn current_progress(&self) -> Option<Progress> {
+        self.next_offset.map(|next| self.progress(next))
     }
 
     pub fn open_panes(&self) -> usize {
