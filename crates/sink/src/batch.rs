@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use centile_runtime::kafka::OutMessage;
 use tokio::time::{Duration, Instant};
 
-use crate::rows::{LatencyEventRow, LatencyPaneRow, UsageEventRow, UsagePaneRow};
+use crate::rows::{LatencyEventRow, LatencyPaneRow, UsageEventRow, UsagePaneRow, WatermarkRow};
 
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -16,6 +16,8 @@ pub struct Batch {
     pub usage_events: Vec<UsageEventRow>,
     latency_panes: HashMap<String, LatencyPaneRow>,
     usage_panes: HashMap<String, UsagePaneRow>,
+    /// The highest watermark per source and rollup partition.
+    watermarks: HashMap<(String, i32, i32), WatermarkRow>,
     pub dead_letters: Vec<OutMessage>,
     /// By topic, then partition, so tracking a message allocates nothing.
     next_offsets: BTreeMap<String, BTreeMap<i32, i64>>,
@@ -52,6 +54,24 @@ impl Batch {
                 self.usage_panes.insert(row.pane_id.clone(), row);
             }
         }
+    }
+
+    pub fn push_watermark(&mut self, row: WatermarkRow) {
+        let key = (
+            row.source_topic.clone(),
+            row.source_partition,
+            row.rollup_partition,
+        );
+        match self.watermarks.get(&key) {
+            Some(existing) if existing.watermark >= row.watermark => {}
+            _ => {
+                self.watermarks.insert(key, row);
+            }
+        }
+    }
+
+    pub fn watermarks(&self) -> impl Iterator<Item = &WatermarkRow> {
+        self.watermarks.values()
     }
 
     pub fn latency_panes(&self) -> impl Iterator<Item = &LatencyPaneRow> {

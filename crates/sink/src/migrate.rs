@@ -36,6 +36,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(2, "0002_panes.sql"),
     migration!(3, "0003_views.sql"),
     migration!(4, "0004_raw_events_ttl.sql"),
+    migration!(5, "0005_minute_rollups_and_window_status.sql"),
 ];
 
 const MIN_VERSION_MARKER: &str = "-- centile:min-server-version";

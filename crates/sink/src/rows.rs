@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use centile_events::{LatencyEvent, LatencyPane, ParameterHasher, UsageEvent, UsagePane};
+use centile_events::{
+    LatencyEvent, LatencyPane, ParameterHasher, UsageEvent, UsagePane, Watermark,
+};
 use clickhouse::Row;
 use serde::Serialize;
 
@@ -231,6 +233,30 @@ impl UsagePaneRow {
             output_tokens_sum: p.output_tokens_sum,
             cost_usd_nanos_sum: p.cost_usd_nanos_sum,
             emitted_at: seconds(now_ms),
+        }
+    }
+}
+
+/// One source partition's watermark as seen on one rollup partition.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize)]
+pub struct WatermarkRow {
+    pub source_topic: String,
+    pub source_partition: i32,
+    pub rollup_partition: i32,
+    pub watermark: u32,
+    pub next_offset: i64,
+    pub emitted_at: u32,
+}
+
+impl WatermarkRow {
+    pub fn new(w: Watermark, rollup_partition: i32) -> Self {
+        Self {
+            source_topic: w.source_topic,
+            source_partition: w.source_partition,
+            rollup_partition,
+            watermark: seconds(w.watermark),
+            next_offset: w.next_offset,
+            emitted_at: seconds(w.emitted_at),
         }
     }
 }

@@ -7,7 +7,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use centile_events::{decode, DecodeError, Decoded, Limits, ParameterHasher, Schemas, Validate};
+use centile_events::{
+    decode, Admission, DecodeError, Decoded, Limits, ParameterHasher, Schemas, Validate,
+};
 use centile_runtime::{
     kafka::{close_consumer, consumer_config, ensure_centile_topics, producer_config, send_all},
     retry::{with_backoff, Backoff},
@@ -29,7 +31,7 @@ use crate::{
     dlq::{dead_letter, Origin},
     metrics::SinkMetrics,
     migrate::migrate,
-    rows::{LatencyEventRow, LatencyPaneRow, UsageEventRow, UsagePaneRow},
+    rows::{LatencyEventRow, LatencyPaneRow, UsageEventRow, UsagePaneRow, WatermarkRow},
     writer::Writer,
     SinkError,
 };
@@ -49,6 +51,7 @@ struct Sink<'a> {
     readiness: Readiness,
     schemas: Schemas,
     limits: Limits,
+    admission: Admission,
     hasher: ParameterHasher,
     writer: Writer,
     producer: FutureProducer,
@@ -87,6 +90,7 @@ pub async fn run(
         readiness: readiness.clone(),
         schemas: Schemas::new(),
         limits: Limits::default(),
+        admission: config.admission.admission(),
         hasher: ParameterHasher::new(config.aggregator.performance_parameters.iter().cloned()),
         writer: Writer::new(database_client(&config.clickhouse), metrics.clone()),
         producer: producer_config(&config.kafka).create()?,
@@ -174,11 +178,15 @@ impl Sink<'_> {
                 batch.push_usage_pane(UsagePaneRow::new(p, now));
                 Ok(())
             }
+            ("rollups", Decoded::Watermark(w)) => {
+                batch.push_watermark(WatermarkRow::new(w, partition));
+                Ok(())
+            }
             ("rollups", other) => Err(DecodeError::WrongTopic {
                 found: other.kind().name(),
                 expected: "rollup panes",
             }),
-            (_, Decoded::Latency(e)) => e.validate(&self.limits).map(|()| {
+            (_, Decoded::Latency(e)) => self.admit(&e, e.occurred_at, message).map(|()| {
                 batch.latency_events.push(LatencyEventRow::new(
                     e,
                     &self.hasher,
@@ -187,7 +195,7 @@ impl Sink<'_> {
                     now,
                 ));
             }),
-            (_, Decoded::Usage(e)) => e.validate(&self.limits).map(|()| {
+            (_, Decoded::Usage(e)) => self.admit(&e, e.occurred_at, message).map(|()| {
                 batch
                     .usage_events
                     .push(UsageEventRow::new(e, partition, offset, now));
@@ -218,6 +226,19 @@ impl Sink<'_> {
                 now,
             ));
         }
+    }
+
+    /// Validates a raw event, then judges its time against the record's
+    /// publication time exactly as the aggregator does.
+    fn admit(
+        &self,
+        event: &impl Validate,
+        occurred_at: i64,
+        message: &BorrowedMessage<'_>,
+    ) -> Result<(), DecodeError> {
+        event.validate(&self.limits)?;
+        self.admission
+            .check(occurred_at, message.timestamp().to_millis())
     }
 
     /// Writes the batch, retrying until it is durable or `stop` fires, then

@@ -11,6 +11,7 @@ pub const LATENCY_EVENTS: &str = "latency_events";
 pub const USAGE_EVENTS: &str = "usage_events";
 pub const LATENCY_PANES: &str = "latency_panes";
 pub const USAGE_PANES: &str = "usage_panes";
+pub const SOURCE_WATERMARKS: &str = "source_watermarks";
 
 #[derive(Clone)]
 pub struct Writer {
@@ -38,6 +39,8 @@ impl Writer {
         self.insert(USAGE_EVENTS, batch.usage_events.iter()).await?;
         self.insert(LATENCY_PANES, batch.latency_panes()).await?;
         self.insert(USAGE_PANES, batch.usage_panes()).await?;
+        // Last: a watermark says the panes before it are in.
+        self.insert(SOURCE_WATERMARKS, batch.watermarks()).await?;
         Ok(())
     }
 
