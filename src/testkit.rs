@@ -35,6 +35,7 @@ impl TestEnv {
         config.topics.latency = format!("{id}.latency");
         config.topics.rollups = format!("{id}.rollups");
         config.topics.dlq = format!("{id}.dlq");
+        config.topics.checkpoints = format!("{id}.checkpoints");
         config.clickhouse.database = format!("t_{id}");
         config.aggregator.group_id = format!("{id}.aggregator");
         config.sink.group_id = format!("{id}.sink");
@@ -58,6 +59,7 @@ impl TestEnv {
             ("CENTILE_TOPIC_LATENCY", c.topics.latency.clone()),
             ("CENTILE_TOPIC_ROLLUPS", c.topics.rollups.clone()),
             ("CENTILE_TOPIC_DLQ", c.topics.dlq.clone()),
+            ("CENTILE_TOPIC_CHECKPOINTS", c.topics.checkpoints.clone()),
             ("CENTILE_CLICKHOUSE_URL", c.clickhouse.url.clone()),
             ("CENTILE_CLICKHOUSE_DATABASE", c.clickhouse.database.clone()),
             ("CENTILE_AGGREGATOR_GROUP_ID", c.aggregator.group_id.clone()),
@@ -117,6 +119,11 @@ impl TestEnv {
 
     /// Starts a service binary with this env, logging to `target/test-logs`.
     pub fn spawn(&self, bin: &str, args: &[&str]) -> Service {
+        self.spawn_with(bin, args, &[])
+    }
+
+    /// Starts a service binary with this env plus `extra` variables.
+    pub fn spawn_with(&self, bin: &str, args: &[&str], extra: &[(String, String)]) -> Service {
         let metrics_port = free_port();
         let log_dir = workspace_root().join("target/test-logs");
         std::fs::create_dir_all(&log_dir).expect("log dir");
@@ -125,6 +132,7 @@ impl TestEnv {
         let child = Command::new(bin_path(bin))
             .args(args)
             .envs(self.env())
+            .envs(extra.iter().cloned())
             .env("CENTILE_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
@@ -206,6 +214,33 @@ impl Service {
         }
     }
 
+    /// Sends SIGKILL: the process gets no chance to flush, commit or leave
+    /// its consumer group.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("service is running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Resident memory in bytes, from `/proc`, while it runs.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib * 1024)
+    }
+
     /// Scrapes the service's `/metrics`.
     pub async fn metrics(&self) -> String {
         reqwest::get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
@@ -214,6 +249,14 @@ impl Service {
             .text()
             .await
             .expect("metrics body")
+    }
+
+    /// Scrapes `/metrics`, or `None` while the endpoint is not up yet.
+    pub async fn metrics_if_up(&self) -> Option<String> {
+        let response = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
+            .await
+            .ok()?;
+        response.text().await.ok()
     }
 
     /// Answers an HTTP GET on the service's metrics port: status and body.

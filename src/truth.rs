@@ -338,6 +338,79 @@ pub async fn wait_until_complete(
     .await;
 }
 
+/// How the view percentiles compared with the exact ones.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PercentileReport {
+    /// Checks on windows of at least 10k events, held to 1% relative error.
+    pub large: usize,
+    /// Checks on windows of at least 1k events, held to ranks q±0.005.
+    pub medium: usize,
+    /// The largest relative error among the large checks.
+    pub worst_large: f64,
+    /// The largest relative error among windows of at least 1k events.
+    pub worst_medium: f64,
+}
+
+/// Checks p50, p95 and p99 of every latency view row against the exact
+/// nearest-rank values: within 1% relative error for windows of at least 10k
+/// events, and between the exact values at ranks q±0.005 for windows of at
+/// least 1k events. `truth` must be sealed.
+pub async fn assert_percentiles(client: &clickhouse::Client, truth: &Truth) -> PercentileReport {
+    let mut report = PercentileReport::default();
+    for g in Granularity::ALL {
+        let rows = fetch_latency(client, g).await;
+        for (key, t) in &truth.latency[&g] {
+            let row = &rows[key];
+            for (q, got) in [
+                (0.5, row.p50_response_time),
+                (0.95, row.p95_response_time),
+                (0.99, row.p99_response_time),
+            ] {
+                if t.calls < 1_000 {
+                    continue;
+                }
+                let exact = exact_quantile(&t.values, q);
+                let error = (got - exact).abs() / exact;
+                report.worst_medium = report.worst_medium.max(error);
+                let low = exact_quantile(&t.values, q - 0.005);
+                let high = exact_quantile(&t.values, (q + 0.005).min(1.0));
+                assert!(
+                    (low..=high).contains(&got),
+                    "{g:?} {key:?} p{}: {got} outside [{low}, {high}]",
+                    q * 100.0
+                );
+                report.medium += 1;
+                if t.calls >= 10_000 {
+                    assert!(
+                        error <= 0.01,
+                        "{g:?} {key:?} p{}: {got} vs exact {exact} ({:.3}%)",
+                        q * 100.0,
+                        error * 100.0
+                    );
+                    report.worst_large = report.worst_large.max(error);
+                    report.large += 1;
+                }
+            }
+        }
+    }
+    report
+}
+
+/// Every raw event is in its table exactly once when read through the
+/// dedup views.
+pub async fn assert_raw_exactly_once(env: &crate::testkit::TestEnv, truth: &Truth) {
+    for (view, expected) in [
+        ("latency_events_dedup", truth.latency_events),
+        ("usage_events_dedup", truth.usage_events),
+    ] {
+        let rows = env.query_u64(&format!("SELECT count() FROM {view}")).await;
+        let ids = env
+            .query_u64(&format!("SELECT uniqExact(event_id) FROM {view}"))
+            .await;
+        assert_eq!((rows, ids), (Some(expected), Some(expected)), "{view}");
+    }
+}
+
 /// Nearest-rank quantile of sorted values.
 pub fn exact_quantile(sorted: &[f64], q: f64) -> f64 {
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());

@@ -35,28 +35,42 @@ async fn migrations_apply_once_and_are_recorded() {
         .query_u64(&format!(
             "SELECT count() FROM system.tables WHERE database = '{database}' AND name IN \
              ('latency_minute', 'latency_hourly', 'latency_daily', 'usage_minute', 'usage_hourly', \
-              'usage_daily', 'top_models_daily', 'latency_events_dedup', 'usage_events_dedup')"
+              'usage_daily', 'top_models_daily', 'latency_events_dedup', 'usage_events_dedup', \
+              'window_status', 'source_watermarks')"
         ))
         .await;
-    assert_eq!(views, Some(9));
+    assert_eq!(views, Some(11));
 }
 
-#[test]
-fn schema_runs_on_modern_clickhouse() {
+/// Runs the SQL checker (migrations twice, fixtures, every view checked
+/// against hand-computed values) with extra arguments.
+fn run_sql_checks(extra: &[&str]) {
     let root = workspace_root();
     let output = Command::new("python3")
         .arg(root.join("tests/sql/check_modern_clickhouse.py"))
         .arg(root.join("schemas/clickhouse"))
+        .args(extra)
         .output()
         .expect("python3 runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "modern ClickHouse check failed (is `chdb` installed? `deploy/local/stack up` installs it)\n{stdout}\n{stderr}"
+        "SQL checks failed (is `chdb` installed? `deploy/local/stack up` installs it)\n{stdout}\n{stderr}"
     );
     assert!(
         stdout.lines().any(|l| l.ends_with(" passed, 0 failed")),
         "{stdout}"
     );
+}
+
+#[test]
+fn schema_runs_on_modern_clickhouse() {
+    run_sql_checks(&[]);
+}
+
+#[test]
+fn schema_checks_pass_on_the_local_server() {
+    let env = TestEnv::new("sqlcheck");
+    run_sql_checks(&["--http", &env.config.clickhouse.url]);
 }

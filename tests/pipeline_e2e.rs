@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use centile::{
     testkit::{metric_value, now_ms, TestEnv},
-    truth::{assert_exact_aggregates, exact_quantile, fetch_latency, wait_until_complete, Truth},
+    truth::{assert_exact_aggregates, assert_percentiles, wait_until_complete, Truth},
 };
-use centile_events::{Event, Granularity};
+use centile_events::Event;
 use centile_producer::generator::{Generator, GeneratorConfig};
 use centile_runtime::kafka::{producer_config, send_all, OutMessage};
 use rdkafka::{message::Headers, Message};
@@ -97,50 +97,20 @@ async fn pipeline_lands_exact_rollups_and_accurate_percentiles() {
     // Percentiles: within 1% of the exact nearest-rank value for windows of
     // at least 10k events, and between the exact values at ranks q±0.005 for
     // windows of at least 1k events.
-    let (mut large, mut medium, mut worst) = (0, 0, 0.0f64);
-    for g in Granularity::ALL {
-        let rows = fetch_latency(&client, g).await;
-        for (key, t) in &truth.latency[&g] {
-            let row = &rows[key];
-            for (q, got) in [
-                (0.5, row.p50_response_time),
-                (0.95, row.p95_response_time),
-                (0.99, row.p99_response_time),
-            ] {
-                if t.calls >= 10_000 {
-                    let exact = exact_quantile(&t.values, q);
-                    let error = (got - exact).abs() / exact;
-                    worst = worst.max(error);
-                    assert!(
-                        error <= 0.01,
-                        "{g:?} {key:?} p{}: {got} vs exact {exact} ({:.3}%)",
-                        q * 100.0,
-                        error * 100.0
-                    );
-                    large += 1;
-                }
-                if t.calls >= 1_000 {
-                    let low = exact_quantile(&t.values, q - 0.005);
-                    let high = exact_quantile(&t.values, (q + 0.005).min(1.0));
-                    assert!(
-                        (low..=high).contains(&got),
-                        "{g:?} {key:?} p{}: {got} outside [{low}, {high}]",
-                        q * 100.0
-                    );
-                    medium += 1;
-                }
-            }
-        }
-    }
+    let report = assert_percentiles(&client, &truth).await;
     assert!(
-        large >= 12,
-        "only {large} percentile checks on windows of 10k+ events"
+        report.large >= 12,
+        "only {} percentile checks on windows of 10k+ events",
+        report.large
     );
-    assert!(
-        medium > large,
-        "only {medium} percentile checks on windows of 1k+ events"
+    assert!(report.medium > report.large, "{report:?}");
+    println!(
+        "percentiles: {} checks on 10k+ windows, {} on 1k+ windows, worst relative error {:.4}% (1k+: {:.4}%)",
+        report.large,
+        report.medium,
+        report.worst_large * 100.0,
+        report.worst_medium * 100.0
     );
-    println!("percentiles: {large} checks on 10k+ windows, {medium} on 1k+ windows, worst relative error {:.4}%", worst * 100.0);
 
     // The poison message is dead-lettered with its reason and origin, once.
     let dead = env.read_topic(&env.config.topics.dlq, Duration::from_secs(5));

@@ -258,6 +258,9 @@ ANY LEFT JOIN
 ) AS usg
 USING (window_start, model_id, provider);
 
+-- The literal granularity is aliased `window_granularity` inside: an alias
+-- named like a column would shadow that column in the branch's WHERE.
+--
 -- Completeness, per granularity and window: final once the watermark has
 -- passed the window's end on every source partition, as seen on every
 -- rollup partition (a watermark record follows the panes it covers on each
@@ -275,30 +278,30 @@ SELECT
     toUInt8(window_end <= low_watermark) AS is_final
 FROM
 (
-    SELECT granularity, window_start, window_end, sum(pane_count) AS panes
+    SELECT window_granularity AS granularity, window_start, window_end, sum(pane_count) AS panes
     FROM
     (
-        SELECT 'minute' AS granularity, window_start, window_end, count() AS pane_count
+        SELECT 'minute' AS window_granularity, window_start, window_end, count() AS pane_count
         FROM ${database}.latency_panes FINAL WHERE granularity = 'minute'
         GROUP BY window_start, window_end
         UNION ALL
-        SELECT 'minute' AS granularity, window_start, window_end, count() AS pane_count
+        SELECT 'minute' AS window_granularity, window_start, window_end, count() AS pane_count
         FROM ${database}.usage_panes FINAL WHERE granularity = 'minute'
         GROUP BY window_start, window_end
         UNION ALL
-        SELECT 'hour' AS granularity, toStartOfHour(window_start) AS bucket, bucket + 3600 AS bucket_end, count() AS pane_count
+        SELECT 'hour' AS window_granularity, toStartOfHour(window_start) AS bucket, bucket + 3600 AS bucket_end, count() AS pane_count
         FROM ${database}.latency_panes FINAL WHERE granularity = 'minute'
         GROUP BY bucket, bucket_end
         UNION ALL
-        SELECT 'hour' AS granularity, toStartOfHour(window_start) AS bucket, bucket + 3600 AS bucket_end, count() AS pane_count
+        SELECT 'hour' AS window_granularity, toStartOfHour(window_start) AS bucket, bucket + 3600 AS bucket_end, count() AS pane_count
         FROM ${database}.usage_panes FINAL WHERE granularity = 'minute'
         GROUP BY bucket, bucket_end
         UNION ALL
-        SELECT 'day' AS granularity, toStartOfDay(window_start) AS bucket, bucket + 86400 AS bucket_end, count() AS pane_count
+        SELECT 'day' AS window_granularity, toStartOfDay(window_start) AS bucket, bucket + 86400 AS bucket_end, count() AS pane_count
         FROM ${database}.latency_panes FINAL WHERE granularity = 'minute'
         GROUP BY bucket, bucket_end
         UNION ALL
-        SELECT 'day' AS granularity, toStartOfDay(window_start) AS bucket, bucket + 86400 AS bucket_end, count() AS pane_count
+        SELECT 'day' AS window_granularity, toStartOfDay(window_start) AS bucket, bucket + 86400 AS bucket_end, count() AS pane_count
         FROM ${database}.usage_panes FINAL WHERE granularity = 'minute'
         GROUP BY bucket, bucket_end
     )

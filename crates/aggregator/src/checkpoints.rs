@@ -102,7 +102,10 @@ impl CheckpointStore {
     ) -> Result<HashMap<(String, i32), ResumePoint>, KafkaError> {
         let checkpoints = self.latest(partitions)?;
         let mut missing = TopicPartitionList::new();
-        for tp in partitions.iter().filter(|tp| !checkpoints.contains_key(*tp)) {
+        for tp in partitions
+            .iter()
+            .filter(|tp| !checkpoints.contains_key(*tp))
+        {
             missing.add_partition(&tp.0, tp.1);
         }
         let committed = if missing.count() == 0 {

@@ -5,11 +5,11 @@
 //! engine from Kafka: it publishes panes and commits input offsets only once
 //! the broker has acknowledged the panes that contain them.
 
+mod checkpoints;
 pub mod engine;
 mod error;
 pub mod merge;
 pub mod metrics;
-mod checkpoints;
 mod rebalance;
 pub mod runner;
 

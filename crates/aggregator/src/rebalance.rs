@@ -61,7 +61,9 @@ impl Assignments {
         self.changes.lock().expect("changes lock").push_back(change);
     }
 
-    fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+    /// Sets each partition of `tpl` to its resume point and records the
+    /// assignment; false when the resume points could not be read.
+    pub fn position(&self, tpl: &mut TopicPartitionList) -> bool {
         let wanted: Vec<(String, i32)> = tpl
             .elements()
             .iter()
@@ -72,7 +74,7 @@ impl Assignments {
             Err(e) => {
                 tracing::error!(error = %e, "cannot read checkpoints; not taking the partitions");
                 self.push(Change::Failed(e.to_string()));
-                return;
+                return false;
             }
         };
         for (topic, partition) in wanted {
@@ -83,7 +85,7 @@ impl Assignments {
             };
             if let Err(e) = tpl.set_partition_offset(&topic, partition, Offset::Offset(offset)) {
                 self.push(Change::Failed(e.to_string()));
-                return;
+                return false;
             }
             tracing::info!(
                 topic,
@@ -98,6 +100,13 @@ impl Assignments {
                 checkpoint,
                 offset,
             });
+        }
+        true
+    }
+
+    fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        if !self.position(tpl) {
+            return;
         }
         let result = match consumer.rebalance_protocol() {
             RebalanceProtocol::Cooperative => consumer.incremental_assign(tpl),

@@ -19,15 +19,17 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use centile_events::{decode, encode, Admission, Decoded, Limits, ParameterHasher, Schemas, Watermark};
+use centile_events::{
+    decode, encode, Admission, Decoded, Limits, ParameterHasher, Schemas, Watermark,
+};
 use centile_runtime::{
     kafka::{
-        close_consumer, consumer_config, ensure_centile_topics, producer_config, send_all,
-        OutMessage,
+        all_partitions, close_consumer, consumer_config, ensure_centile_topics, producer_config,
+        send_all, OutMessage,
     },
     retry::{with_backoff, Backoff},
     telemetry::Readiness,
-    Config,
+    Assignment, Config,
 };
 use rdkafka::{
     consumer::{CommitMode, Consumer, StreamConsumer},
@@ -95,7 +97,19 @@ pub async fn run(
     let consumer: StreamConsumer<Assignments> =
         consumer_config(&config.kafka, &config.aggregator.group_id)
             .create_with_context(assignments.clone())?;
-    consumer.subscribe(&[&topics.latency, &topics.usage])?;
+    let inputs = [topics.latency.as_str(), topics.usage.as_str()];
+    match config.kafka.assignment {
+        Assignment::Group => consumer.subscribe(&inputs)?,
+        Assignment::All => {
+            let mut tpl = TopicPartitionList::new();
+            for (topic, partition) in all_partitions(&consumer, &inputs)? {
+                tpl.add_partition(&topic, partition);
+            }
+            if assignments.position(&mut tpl) {
+                consumer.assign(&tpl)?;
+            }
+        }
+    }
     let producer: FutureProducer = producer_config(&config.kafka).create()?;
     let rollup_partitions = partition_count(&producer, &topics.rollups)?;
     readiness.set("kafka", true);
@@ -189,7 +203,11 @@ impl Runner<'_> {
                         .set(offset);
                     self.metrics
                         .segments_resumed
-                        .with_label_values(&[if checkpoint.is_some() { "true" } else { "false" }])
+                        .with_label_values(&[if checkpoint.is_some() {
+                            "true"
+                        } else {
+                            "false"
+                        }])
                         .inc();
                     self.engine
                         .assign(&topic, partition, checkpoint.as_ref(), Some(offset));
@@ -221,10 +239,17 @@ impl Runner<'_> {
             offset: message.offset(),
         };
         if !self.engine.owns(pos.topic, pos.partition) {
-            tracing::debug!(topic = pos.topic, partition = pos.partition, "ignoring input of a partition not owned");
+            tracing::debug!(
+                topic = pos.topic,
+                partition = pos.partition,
+                "ignoring input of a partition not owned"
+            );
             return;
         }
-        if let Some(seen) = self.last_input.get_mut(&(pos.topic.to_owned(), pos.partition)) {
+        if let Some(seen) = self
+            .last_input
+            .get_mut(&(pos.topic.to_owned(), pos.partition))
+        {
             *seen = Instant::now();
         }
         let payload = message.payload().unwrap_or_default();

@@ -17,12 +17,12 @@ mod schema;
 mod validate;
 mod value;
 
+pub use admission::Admission;
 pub use codec::{decode, encode, encode_with, Decoded, Framing};
 pub use dimensions::{ParameterHasher, ParameterSet, DEFAULT_PERFORMANCE_PARAMETERS};
 pub use error::{DecodeError, FieldError};
 pub use granularity::Granularity;
 pub use model::{Event, LatencyEvent, UsageEvent};
-pub use admission::Admission;
 pub use pane::{Centroid, LatencyPane, PaneSource, UsagePane, Watermark};
 pub use schema::{SchemaKind, Schemas};
 pub use validate::{Limits, Validate};

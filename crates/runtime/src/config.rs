@@ -53,8 +53,22 @@ pub struct KafkaConfig {
     /// How long a produced message may wait for the broker's acknowledgement.
     #[serde(with = "humantime_serde")]
     pub delivery_timeout: Duration,
+    /// How a consuming service gets its partitions: `group` shares them out
+    /// through the consumer group; `all` reads every partition of its input
+    /// topics without joining (one instance per group), which needs no
+    /// group coordination and so survives brokers that mishandle vanished
+    /// members (Tansu never evicts a SIGKILLed group leader).
+    pub assignment: Assignment,
     /// Further librdkafka properties, passed through as they are.
     pub extra: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Assignment {
+    #[default]
+    Group,
+    All,
 }
 
 impl Default for KafkaConfig {
@@ -71,6 +85,7 @@ impl Default for KafkaConfig {
             idempotence: true,
             linger: Duration::from_millis(5),
             delivery_timeout: Duration::from_secs(30),
+            assignment: Assignment::Group,
             extra: BTreeMap::new(),
         }
     }
@@ -362,6 +377,19 @@ fn parse_env_value(
                 .map(|s| toml::Value::String(s.to_owned()))
                 .collect(),
         ),
+        Some(toml::Value::Table(_)) => {
+            let mut table = toml::map::Map::new();
+            for pair in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let (key, value) = pair
+                    .split_once('=')
+                    .ok_or_else(|| fail("comma-separated key=value pairs"))?;
+                table.insert(
+                    key.trim().to_owned(),
+                    toml::Value::String(value.trim().to_owned()),
+                );
+            }
+            toml::Value::Table(table)
+        }
         _ => toml::Value::String(raw.to_owned()),
     })
 }
@@ -457,6 +485,29 @@ mod tests {
         let err =
             Config::load_from(None, env(&[("CENTILE_SINK_BATCH_MAX_WAIT", "soon")])).unwrap_err();
         assert!(err.to_string().contains("invalid config"), "{err}");
+    }
+
+    #[test]
+    fn maps_and_admission_come_from_the_environment() {
+        let config = Config::load_from(
+            None,
+            env(&[
+                (
+                    "CENTILE_KAFKA_EXTRA",
+                    "group.instance.id=agg-1, session.timeout.ms=6000",
+                ),
+                ("CENTILE_ADMISSION_RESTATEMENT_HORIZON", "2days"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.kafka.extra["group.instance.id"], "agg-1");
+        assert_eq!(config.kafka.extra["session.timeout.ms"], "6000");
+        assert_eq!(
+            config.admission.restatement_horizon,
+            Duration::from_secs(2 * 24 * 3600)
+        );
+        let err = Config::load_from(None, env(&[("CENTILE_KAFKA_EXTRA", "novalue")])).unwrap_err();
+        assert!(err.to_string().contains("key=value"), "{err}");
     }
 
     #[test]

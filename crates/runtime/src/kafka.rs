@@ -231,3 +231,20 @@ pub fn close_consumer<C: rdkafka::consumer::ConsumerContext + 'static>(
         );
     }
 }
+
+/// Every partition of `topics`, as the broker's metadata lists them.
+pub fn all_partitions<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &impl rdkafka::consumer::Consumer<C>,
+    topics: &[&str],
+) -> Result<Vec<(String, i32)>, rdkafka::error::KafkaError> {
+    let mut partitions = Vec::new();
+    for topic in topics {
+        let metadata = consumer
+            .client()
+            .fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        for t in metadata.topics() {
+            partitions.extend(t.partitions().iter().map(|p| (t.name().to_owned(), p.id())));
+        }
+    }
+    Ok(partitions)
+}

@@ -12,6 +12,6 @@ pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 
-pub use config::Config;
+pub use config::{Assignment, Config};
 pub use error::RuntimeError;
 pub use secret::Secret;

@@ -11,10 +11,13 @@ use centile_events::{
     decode, Admission, DecodeError, Decoded, Limits, ParameterHasher, Schemas, Validate,
 };
 use centile_runtime::{
-    kafka::{close_consumer, consumer_config, ensure_centile_topics, producer_config, send_all},
+    kafka::{
+        all_partitions, close_consumer, consumer_config, ensure_centile_topics, producer_config,
+        send_all,
+    },
     retry::{with_backoff, Backoff},
     telemetry::Readiness,
-    Config,
+    Assignment, Config,
 };
 use rdkafka::{
     consumer::{CommitMode, Consumer, StreamConsumer},
@@ -81,7 +84,22 @@ pub async fn run(
     ensure_centile_topics(config).await?;
     let consumer: StreamConsumer =
         consumer_config(&config.kafka, &config.sink.group_id).create()?;
-    consumer.subscribe(&[&topics.latency, &topics.usage, &topics.rollups])?;
+    let inputs = [
+        topics.latency.as_str(),
+        topics.usage.as_str(),
+        topics.rollups.as_str(),
+    ];
+    match config.kafka.assignment {
+        Assignment::Group => consumer.subscribe(&inputs)?,
+        Assignment::All => {
+            // Resume where the group last committed, without joining it.
+            let mut tpl = TopicPartitionList::new();
+            for (topic, partition) in all_partitions(&consumer, &inputs)? {
+                tpl.add_partition_offset(&topic, partition, Offset::Stored)?;
+            }
+            consumer.assign(&tpl)?;
+        }
+    }
     readiness.set("kafka", true);
 
     let sink = Sink {

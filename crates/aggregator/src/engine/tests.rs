@@ -166,7 +166,11 @@ fn crossing_a_minute_cuts_a_segment_and_late_events_restate_in_a_new_pane() {
     assert!(minute0[0].is_final);
     assert_eq!(minute0[0].pane_id, open_id);
     assert_eq!(minute0[0].calls, 2);
-    assert_eq!(minute0[0].version, 2 * 2 + 1, "final outranks the open version");
+    assert_eq!(
+        minute0[0].version,
+        2 * 2 + 1,
+        "final outranks the open version"
+    );
     assert!(in_window(&closed, DAY0 + MINUTE)[0].is_final);
     // The event that crossed the boundary belongs to the closed segment.
     assert!(in_window(&closed, DAY0 + 2 * MINUTE)[0].calls == 1);
@@ -204,7 +208,10 @@ fn idle_partitions_release_windows_by_wall_clock_and_checkpoint_it() {
     engine.ingest(pos(0), &usage(DAY0 + 1, 5));
     engine.flush();
     assert_eq!(engine.open_panes(), 1);
-    assert!(!engine.mark_idle("lat", 0, DAY0 + 5_000), "nothing to release yet");
+    assert!(
+        !engine.mark_idle("lat", 0, DAY0 + 5_000),
+        "nothing to release yet"
+    );
     assert!(engine.mark_idle("lat", 0, DAY0 + 2 * MINUTE));
     let flush = engine.flush();
     assert_eq!(flush.closed.len(), 1);
@@ -215,7 +222,10 @@ fn idle_partitions_release_windows_by_wall_clock_and_checkpoint_it() {
         Some(DAY0 + 2 * MINUTE - 10_000)
     );
     assert_eq!(engine.open_panes(), 0);
-    assert!(!engine.mark_idle("other", 9, DAY0), "unknown partitions are left alone");
+    assert!(
+        !engine.mark_idle("other", 9, DAY0),
+        "unknown partitions are left alone"
+    );
 }
 
 #[test]
@@ -240,9 +250,21 @@ fn usage_cost_sums_are_exact() {
 fn offsets_before_the_position_are_ignored() {
     let mut engine = Engine::new(EngineConfig::default());
     engine.assign("lat", 0, None, Some(10));
-    assert!(engine.ingest(pos(9), &latency(1, DAY0, 1.0, true)).already_seen);
-    assert!(!engine.ingest(pos(10), &latency(2, DAY0, 1.0, true)).already_seen);
-    assert!(engine.ingest(pos(10), &latency(2, DAY0, 1.0, true)).already_seen);
+    assert!(
+        engine
+            .ingest(pos(9), &latency(1, DAY0, 1.0, true))
+            .already_seen
+    );
+    assert!(
+        !engine
+            .ingest(pos(10), &latency(2, DAY0, 1.0, true))
+            .already_seen
+    );
+    assert!(
+        engine
+            .ingest(pos(10), &latency(2, DAY0, 1.0, true))
+            .already_seen
+    );
     assert_eq!(latency_panes(&engine.flush().live)[0].calls, 1);
 }
 
