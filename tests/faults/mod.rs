@@ -234,7 +234,7 @@ pub async fn assert_pipeline_exact(
 /// Waits until the aggregator reports having read every partition to `ends`.
 pub async fn wait_for_position(aggregator: &Service, topic: &str, ends: &[(i32, i64)]) {
     eventually("the aggregator to read everything", Duration::from_secs(120), || async {
-        let scrape = aggregator.metrics().await;
+        let scrape = aggregator.metrics_if_up().await?;
         ends.iter()
             .all(|(partition, end)| {
                 metric_value(
