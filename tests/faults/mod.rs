@@ -104,6 +104,39 @@ pub async fn feed(
     })
 }
 
+/// Like [`feed`], but as a careful client does through a broker outage:
+/// each event is sent on its own, and only the ones whose publication
+/// failed are sent again, until every event is acknowledged.
+pub async fn feed_retrying(
+    env: &TestEnv,
+    events: Vec<Event>,
+    chunk: usize,
+    pause: Duration,
+) -> JoinHandle<usize> {
+    let publisher = env.publisher().await;
+    tokio::spawn(async move {
+        let mut retries = 0;
+        for part in events.chunks(chunk) {
+            let mut pending: Vec<&Event> = part.iter().collect();
+            while !pending.is_empty() {
+                let results =
+                    futures::future::join_all(pending.iter().map(|e| publisher.send(e))).await;
+                pending = pending
+                    .into_iter()
+                    .zip(results)
+                    .filter_map(|(event, result)| result.is_err().then_some(event))
+                    .collect();
+                if !pending.is_empty() {
+                    retries += pending.len();
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+            tokio::time::sleep(pause).await;
+        }
+        retries
+    })
+}
+
 /// One instance reading every partition without joining its consumer
 /// group. A SIGKILLed process never leaves its group; Tansu never evicts a
 /// vanished group leader, so group mode cannot recover from a kill there

@@ -10,6 +10,7 @@ pub struct AggregatorMetrics {
     pub events: IntCounterVec,
     pub rejected: IntCounterVec,
     pub late_events: IntCounter,
+    pub duplicates: IntCounter,
     pub panes_emitted: IntCounterVec,
     pub open_panes: IntGauge,
     pub watermark: IntGaugeVec,
@@ -39,6 +40,10 @@ impl AggregatorMetrics {
             late_events: IntCounter::new(
                 "centile_aggregator_late_events_total",
                 "Events that arrived after at least one of their windows was final; they form new panes.",
+            )?,
+            duplicates: IntCounter::new(
+                "centile_aggregator_duplicate_events_total",
+                "Events whose id was already counted in the same segment (producer retries); counted once.",
             )?,
             panes_emitted: IntCounterVec::new(
                 Opts::new("centile_aggregator_panes_emitted_total", "Rollup panes published, by kind and finality."),
@@ -96,6 +101,7 @@ impl AggregatorMetrics {
         registry.register(Box::new(metrics.events.clone()))?;
         registry.register(Box::new(metrics.rejected.clone()))?;
         registry.register(Box::new(metrics.late_events.clone()))?;
+        registry.register(Box::new(metrics.duplicates.clone()))?;
         registry.register(Box::new(metrics.panes_emitted.clone()))?;
         registry.register(Box::new(metrics.open_panes.clone()))?;
         registry.register(Box::new(metrics.watermark.clone()))?;

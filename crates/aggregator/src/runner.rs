@@ -268,7 +268,9 @@ impl Runner<'_> {
                     centile_events::Event::Usage(_) => "usage",
                 };
                 let ingested = self.engine.ingest(pos, &event);
-                if !ingested.already_seen {
+                if ingested.duplicate {
+                    self.metrics.duplicates.inc();
+                } else if !ingested.already_seen {
                     self.metrics.events.with_label_values(&[kind]).inc();
                 }
                 if ingested.late {

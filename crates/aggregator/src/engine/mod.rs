@@ -59,6 +59,8 @@ pub struct Ingested {
     pub late: bool,
     /// The offset lies before the partition's position, so it was ignored.
     pub already_seen: bool,
+    /// Its event id was already counted in this segment (a producer retry).
+    pub duplicate: bool,
 }
 
 /// How far a partition has been read and rolled up.

@@ -8,7 +8,7 @@
 //! rebuilds exactly the panes, ids and versions the first run built after it,
 //! whether or not the first run published them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use centile_events::{Decoded, Event, Granularity, PaneSource};
 
@@ -123,6 +123,10 @@ pub(crate) struct PartitionState {
     /// Where the latest closed segment ends, once it is published.
     checkpoint: Option<Checkpoint>,
     progressed: bool,
+    /// Event ids seen in the current segment: a producer's retry of an event
+    /// it already published is counted once. Scoped to the segment, so a
+    /// replay rebuilds exactly the same set.
+    seen: HashSet<Box<str>>,
 }
 
 impl PartitionState {
@@ -140,6 +144,7 @@ impl PartitionState {
             closed: Vec::new(),
             checkpoint: None,
             progressed: false,
+            seen: HashSet::new(),
         }
     }
 
@@ -170,6 +175,12 @@ impl PartitionState {
             };
         }
         self.skip(offset);
+        if !self.seen.insert(event.event_id().into()) {
+            return Ingested {
+                duplicate: true,
+                ..Ingested::default()
+            };
+        }
         let watermark = self
             .watermark(config.allowed_lateness_ms)
             .unwrap_or(i64::MIN);
@@ -203,7 +214,7 @@ impl PartitionState {
         }
         Ingested {
             late,
-            already_seen: false,
+            ..Ingested::default()
         }
     }
 
@@ -260,6 +271,7 @@ impl PartitionState {
         self.latency
             .close(&ctx, self.sealed_until, &mut self.closed);
         self.usage.close(&ctx, self.sealed_until, &mut self.closed);
+        self.seen.clear();
         self.checkpoint = Some(Checkpoint {
             topic: self.topic.clone(),
             partition: self.partition,

@@ -269,6 +269,28 @@ fn offsets_before_the_position_are_ignored() {
 }
 
 #[test]
+fn a_retried_event_is_counted_once_within_a_segment() {
+    let mut engine = Engine::new(EngineConfig::default());
+    assert!(
+        !engine
+            .ingest(pos(0), &latency(1, DAY0, 1.0, true))
+            .duplicate
+    );
+    assert!(
+        engine
+            .ingest(pos(1), &latency(1, DAY0, 1.0, true))
+            .duplicate
+    );
+    assert!(
+        !engine
+            .ingest(pos(2), &latency(2, DAY0, 1.0, true))
+            .duplicate
+    );
+    let pane = latency_panes(&engine.flush().live)[0].clone();
+    assert_eq!((pane.calls, pane.source.last_offset), (2, 2));
+}
+
+#[test]
 fn a_restored_partition_keeps_its_watermark() {
     let mut engine = Engine::new(EngineConfig::default());
     let checkpoint = Checkpoint {
