@@ -108,8 +108,11 @@ async fn main() {
             sent += 1;
             next_probe += Duration::from_millis(250);
         }
-        for (view, seen_at) in visible.iter_mut() {
-            for tenant in seen(&env, view).await {
+        let (minute, hourly) =
+            tokio::join!(seen(&env, "latency_minute"), seen(&env, "latency_hourly"));
+        for (view, tenants) in [("latency_minute", minute), ("latency_hourly", hourly)] {
+            let seen_at = visible.get_mut(view).expect("view");
+            for tenant in tenants {
                 if let Some(at) = published.get(&tenant) {
                     seen_at
                         .entry(tenant)

@@ -202,7 +202,7 @@ impl Default for AggregatorConfig {
     fn default() -> Self {
         Self {
             group_id: "centile-aggregator".into(),
-            emit_interval: Duration::from_secs(1),
+            emit_interval: Duration::from_millis(250),
             allowed_lateness: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             tdigest_compression: 1000,
@@ -277,7 +277,7 @@ impl Default for SinkConfig {
             group_id: "centile-sink".into(),
             auto_migrate: true,
             batch_max_rows: 20_000,
-            batch_max_wait: Duration::from_millis(500),
+            batch_max_wait: Duration::from_millis(250),
             retry_initial_backoff: Duration::from_millis(200),
             retry_max_backoff: Duration::from_secs(10),
         }
@@ -431,7 +431,7 @@ mod tests {
         assert_eq!(config.topics.latency, "centile.latency.v1");
         assert_eq!(config.topics.rollups, "centile.rollups.v1");
         assert_eq!(config.topics.dlq, "centile.dlq.v1");
-        assert_eq!(config.aggregator.emit_interval, Duration::from_secs(1));
+        assert_eq!(config.aggregator.emit_interval, Duration::from_millis(250));
     }
 
     #[test]
