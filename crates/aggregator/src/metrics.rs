@@ -53,7 +53,7 @@ impl AggregatorMetrics {
             watermark: IntGaugeVec::new(
                 Opts::new(
                     "centile_aggregator_watermark_seconds",
-                    "Event-time watermark per source partition, as a Unix timestamp.",
+                    "Per source partition, the instant (Unix seconds) up to which minute windows are final and published: the sealed-until watermark.",
                 ),
                 &["topic", "partition"],
             )?,

@@ -221,6 +221,16 @@ impl Runner<'_> {
                 }
                 Change::Revoked { topic, partition } => {
                     self.engine.revoke(&topic, partition);
+                    // Another instance reports this partition now.
+                    let label = partition.to_string();
+                    for gauge in [
+                        &self.metrics.watermark,
+                        &self.metrics.position,
+                        &self.metrics.committed_offset,
+                        &self.metrics.resumed_offset,
+                    ] {
+                        let _ = gauge.remove_label_values(&[&topic, &label]);
+                    }
                     let key = (topic, partition);
                     self.last_input.remove(&key);
                     self.resume_from.remove(&key);
