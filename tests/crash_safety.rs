@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use centile::testkit::{metric_value, TestEnv};
 use faults::{
-    assert_pipeline_exact, feed, scale, seed, single_instance, Chaos, Restartable, Workload,
+    assert_pipeline_exact, feed_slowly, scale, seed, single_instance, Chaos, Restartable, Workload,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,15 +27,7 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
 
     let mut aggregator = Restartable::start(&env, "centile-aggregator", single_instance());
     let mut sink = Restartable::start(&env, "centile-sink", single_instance());
-    let chunks = 150;
-    let chunk = workload.events.len().div_ceil(chunks);
-    let feeder = feed(
-        &env,
-        workload.events.clone(),
-        chunk,
-        Duration::from_millis(250),
-    )
-    .await;
+    let feeder = feed_slowly(&env, &workload).await;
 
     // At least ten kills, both services at least four times each, at random
     // moments while the workload is published and while it is caught up on.

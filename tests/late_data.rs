@@ -9,11 +9,12 @@
 //! partition's watermark has passed it, and idle (here: empty) partitions do
 //! not hold windows open.
 
+mod faults;
+
 use std::{collections::HashMap, time::Duration};
 
 use centile::testkit::{eventually, metric_value, now_ms, TestEnv};
 use centile_events::{Event, LatencyEvent};
-use rdkafka::{message::Headers, Message};
 
 const MINUTE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 3_600_000;
@@ -182,27 +183,8 @@ async fn late_events_restate_too_late_ones_are_dead_lettered_and_windows_become_
     )
     .await;
     drop(scrape);
-    let letters = env.read_topic(&env.config.topics.dlq, Duration::from_secs(5));
-    let kinds: HashMap<String, String> = letters
-        .iter()
-        .map(|m| {
-            let headers: HashMap<String, String> = m
-                .headers()
-                .expect("headers")
-                .iter()
-                .map(|h| {
-                    (
-                        h.key.to_owned(),
-                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                    )
-                })
-                .collect();
-            (
-                headers["centile.dlq.reason_kind"].clone(),
-                headers["centile.dlq.reason"].clone(),
-            )
-        })
-        .collect();
+    let letters = faults::dead_letter_reasons(&env);
+    let kinds: HashMap<String, String> = letters.iter().cloned().collect();
     assert_eq!(letters.len(), 2, "{kinds:?}");
     assert!(
         kinds["too_late"].contains("restatement horizon"),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use centile::testkit::{metric_value, TestEnv};
 use faults::{
-    assert_pipeline_exact, feed, scale, seed, single_instance, Chaos, Restartable, Workload,
+    assert_pipeline_exact, feed_slowly, scale, seed, single_instance, Chaos, Restartable, Workload,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,14 +26,7 @@ async fn partitions_moving_between_instances_lose_and_duplicate_nothing() {
     let steady = Restartable::start(&env, "centile-aggregator", Vec::new());
     steady.wait_active().await;
     let mut moving = Restartable::start(&env, "centile-aggregator", Vec::new());
-    let chunk = workload.events.len().div_ceil(150);
-    let feeder = feed(
-        &env,
-        workload.events.clone(),
-        chunk,
-        Duration::from_millis(250),
-    )
-    .await;
+    let feeder = feed_slowly(&env, &workload).await;
 
     for _ in 0..5 {
         moving.wait_active().await;

@@ -104,6 +104,19 @@ pub async fn feed(
     })
 }
 
+/// Feeds a whole workload in 150 chunks 250 ms apart: about 40 s of
+/// publication for the faults to hit.
+pub async fn feed_slowly(env: &TestEnv, workload: &Workload) -> JoinHandle<()> {
+    let chunk = workload.events.len().div_ceil(150);
+    feed(
+        env,
+        workload.events.clone(),
+        chunk,
+        Duration::from_millis(250),
+    )
+    .await
+}
+
 /// Like [`feed`], but as a careful client does through a broker outage:
 /// each event is sent on its own, and only the ones whose publication
 /// failed are sent again, until every event is acknowledged.
@@ -262,6 +275,27 @@ pub async fn assert_pipeline_exact(
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_exact_aggregates(&client, truth).await;
     report
+}
+
+/// The dead letters of `env`, as (reason kind, reason) pairs.
+pub fn dead_letter_reasons(env: &TestEnv) -> Vec<(String, String)> {
+    use rdkafka::{message::Headers, Message};
+    env.read_topic(&env.config.topics.dlq, Duration::from_secs(5))
+        .iter()
+        .map(|m| {
+            let header = |name: &str| {
+                m.headers()
+                    .and_then(|h| h.iter().find(|h| h.key == name))
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default()
+            };
+            (
+                header("centile.dlq.reason_kind"),
+                header("centile.dlq.reason"),
+            )
+        })
+        .collect()
 }
 
 /// Waits until the aggregator reports having read every partition to `ends`.

@@ -256,18 +256,21 @@ impl PartitionState {
         !first
     }
 
+    fn emit_context(topic: &str, partition: i32, watermark: Option<i64>) -> EmitContext<'_> {
+        EmitContext {
+            topic,
+            partition,
+            watermark: watermark.unwrap_or(i64::MIN),
+        }
+    }
+
     /// Ends the current segment at the current position.
     pub fn close_segment(&mut self, config: &EngineConfig) {
         let Some(next_offset) = self.next_offset else {
             return;
         };
-        let ctx = EmitContext {
-            topic: &self.topic,
-            partition: self.partition,
-            watermark: self
-                .watermark(config.allowed_lateness_ms)
-                .unwrap_or(i64::MIN),
-        };
+        let watermark = self.watermark(config.allowed_lateness_ms);
+        let ctx = Self::emit_context(&self.topic, self.partition, watermark);
         self.latency
             .close(&ctx, self.sealed_until, &mut self.closed);
         self.usage.close(&ctx, self.sealed_until, &mut self.closed);
@@ -285,13 +288,8 @@ impl PartitionState {
     pub fn flush(&mut self, config: &EngineConfig, flush: &mut Flush) {
         flush.closed.append(&mut self.closed);
         flush.checkpoints.extend(self.checkpoint.take());
-        let ctx = EmitContext {
-            topic: &self.topic,
-            partition: self.partition,
-            watermark: self
-                .watermark(config.allowed_lateness_ms)
-                .unwrap_or(i64::MIN),
-        };
+        let watermark = self.watermark(config.allowed_lateness_ms);
+        let ctx = Self::emit_context(&self.topic, self.partition, watermark);
         self.latency.flush(&ctx, &mut flush.live);
         self.usage.flush(&ctx, &mut flush.live);
         if std::mem::take(&mut self.progressed) {
