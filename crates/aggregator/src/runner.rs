@@ -73,8 +73,9 @@ struct Runner<'a> {
     assignments: Assignments,
     store: Arc<CheckpointStore>,
     rollup_partitions: i32,
-    /// When each owned partition last delivered input (or was assigned).
-    last_input: Partitioned<Instant>,
+    /// When each owned partition last delivered input (or was assigned), by
+    /// topic then partition, so the per-message update allocates nothing.
+    last_input: HashMap<String, HashMap<i32, Instant>>,
     /// The checkpoint each owned partition would resume from now.
     resume_from: Partitioned<Checkpoint>,
     /// The watermark last published per owned partition.
@@ -212,7 +213,10 @@ impl Runner<'_> {
                     self.engine
                         .assign(&topic, partition, checkpoint.as_ref(), Some(offset));
                     let key = (topic, partition);
-                    self.last_input.insert(key.clone(), Instant::now());
+                    self.last_input
+                        .entry(key.0.clone())
+                        .or_default()
+                        .insert(key.1, Instant::now());
                     self.published_watermark.remove(&key);
                     match checkpoint {
                         Some(c) => self.resume_from.insert(key, c),
@@ -232,7 +236,9 @@ impl Runner<'_> {
                         let _ = gauge.remove_label_values(&[&topic, &label]);
                     }
                     let key = (topic, partition);
-                    self.last_input.remove(&key);
+                    if let Some(partitions) = self.last_input.get_mut(&key.0) {
+                        partitions.remove(&key.1);
+                    }
                     self.resume_from.remove(&key);
                     self.published_watermark.remove(&key);
                 }
@@ -258,7 +264,8 @@ impl Runner<'_> {
         }
         if let Some(seen) = self
             .last_input
-            .get_mut(&(pos.topic.to_owned(), pos.partition))
+            .get_mut(pos.topic)
+            .and_then(|partitions| partitions.get_mut(&pos.partition))
         {
             *seen = Instant::now();
         }
@@ -350,9 +357,11 @@ impl Runner<'_> {
     fn release_idle_partitions(&mut self) {
         let idle_after = self.config.aggregator.idle_timeout;
         let now = now_ms();
-        for ((topic, partition), seen) in &self.last_input {
-            if seen.elapsed() >= idle_after && self.engine.mark_idle(topic, *partition, now) {
-                tracing::debug!(topic, partition, "idle partition released its windows");
+        for (topic, partitions) in &self.last_input {
+            for (partition, seen) in partitions {
+                if seen.elapsed() >= idle_after && self.engine.mark_idle(topic, *partition, now) {
+                    tracing::debug!(topic, partition, "idle partition released its windows");
+                }
             }
         }
     }
