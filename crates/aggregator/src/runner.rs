@@ -20,13 +20,14 @@ use std::{
 };
 
 use centile_events::{
-    decode, encode, Admission, Decoded, Limits, ParameterHasher, Schemas, Watermark,
+    encode, Admission, DecodeError, Decoded, Limits, ParameterHasher, Schemas, Watermark,
 };
 use centile_runtime::{
     kafka::{
         all_partitions, close_consumer, consumer_config, ensure_centile_topics, producer_config,
         send_all, OutMessage,
     },
+    registry::SchemaResolver,
     retry::{with_backoff, Backoff},
     telemetry::Readiness,
     Assignment, Config,
@@ -66,6 +67,7 @@ struct Runner<'a> {
     config: &'a Config,
     metrics: &'a AggregatorMetrics,
     schemas: Schemas,
+    resolver: SchemaResolver,
     limits: Limits,
     admission: Admission,
     engine: Engine,
@@ -119,6 +121,7 @@ pub async fn run(
         config,
         metrics,
         schemas: Schemas::new(),
+        resolver: SchemaResolver::new(&config.schema_registry)?,
         limits: Limits::default(),
         admission: config.admission.admission(),
         engine: Engine::new(engine_config(config)),
@@ -177,7 +180,8 @@ impl Runner<'_> {
                 message = consumer.recv() => match message {
                     Ok(message) => {
                         self.apply_changes()?;
-                        self.ingest(&message);
+                        let decoded = self.resolver.decode(message.payload().unwrap_or_default()).await;
+                        self.ingest(&message, decoded);
                     }
                     Err(e) => tracing::warn!(error = %e, "kafka consumer error"),
                 },
@@ -248,7 +252,11 @@ impl Runner<'_> {
         Ok(())
     }
 
-    fn ingest(&mut self, message: &rdkafka::message::BorrowedMessage<'_>) {
+    fn ingest(
+        &mut self,
+        message: &rdkafka::message::BorrowedMessage<'_>,
+        decoded: Result<Decoded, DecodeError>,
+    ) {
         let pos = SourcePos {
             topic: message.topic(),
             partition: message.partition(),
@@ -269,9 +277,8 @@ impl Runner<'_> {
         {
             *seen = Instant::now();
         }
-        let payload = message.payload().unwrap_or_default();
         let published_at = message.timestamp().to_millis();
-        let admitted = decode(&self.schemas, payload)
+        let admitted = decoded
             .and_then(|d| d.into_event(&self.limits))
             .and_then(|event| {
                 self.admission

@@ -140,6 +140,15 @@ pub fn decode(schemas: &Schemas, bytes: &[u8]) -> Result<Decoded, DecodeError> {
     })
 }
 
+/// The registry schema id of a Confluent-framed message, read without
+/// decoding it; `None` for any other framing.
+pub fn confluent_schema_id(bytes: &[u8]) -> Option<u32> {
+    match bytes {
+        [CONFLUENT_MAGIC, a, b, c, d, ..] => Some(u32::from_be_bytes([*a, *b, *c, *d])),
+        _ => None,
+    }
+}
+
 fn split_header<'a>(
     schemas: &Schemas,
     bytes: &'a [u8],

@@ -43,6 +43,10 @@ pub enum DecodeError {
     UnknownFingerprint(String),
     #[error("unknown confluent schema id {0}: no schema registry knows it")]
     UnknownSchemaId(u32),
+    #[error("confluent schema id {schema_id}: the schema registry could not be asked: {reason}")]
+    RegistryUnavailable { schema_id: u32, reason: String },
+    #[error("confluent schema id {schema_id}: {reason}")]
+    RegistrySchemaRefused { schema_id: u32, reason: String },
     #[error("malformed avro datum: {0}")]
     Datum(String),
     #[error("{0} trailing bytes after the avro datum")]
@@ -69,6 +73,8 @@ impl DecodeError {
             Self::TruncatedHeader { .. } => "truncated_header",
             Self::UnknownFingerprint(_) => "unknown_fingerprint",
             Self::UnknownSchemaId(_) => "unknown_schema_id",
+            Self::RegistryUnavailable { .. } => "schema_registry_unavailable",
+            Self::RegistrySchemaRefused { .. } => "schema_refused",
             Self::Datum(_) => "malformed_datum",
             Self::TrailingBytes(_) => "trailing_bytes",
             Self::WrongTopic { .. } => "wrong_topic",

@@ -66,3 +66,15 @@ impl Event {
         }
     }
 }
+
+impl From<LatencyEvent> for Event {
+    fn from(event: LatencyEvent) -> Self {
+        Self::Latency(event)
+    }
+}
+
+impl From<UsageEvent> for Event {
+    fn from(event: UsageEvent) -> Self {
+        Self::Usage(event)
+    }
+}

@@ -120,6 +120,22 @@ impl Schemas {
         Ok(())
     }
 
+    /// Whether messages framed with this registry id can be decoded.
+    pub fn knows_confluent_id(&self, schema_id: u32) -> bool {
+        self.confluent_ids.contains_key(&schema_id)
+    }
+
+    /// Which record a writer schema describes, judged by its full name
+    /// (`centile.v1.LatencyEvent`), as a registry returns it.
+    pub fn kind_of(&self, avsc: &str) -> Result<SchemaKind, String> {
+        let schema = Schema::parse_str(avsc).map_err(|e| format!("unparsable schema: {e}"))?;
+        let name = record_name(&schema).ok_or("not an avro record schema")?;
+        SchemaKind::ALL
+            .into_iter()
+            .find(|kind| record_name(self.current(*kind)).as_deref() == Some(name.as_str()))
+            .ok_or_else(|| format!("record `{name}` is not a centile schema"))
+    }
+
     pub(crate) fn confluent_fingerprint(&self, schema_id: u32) -> Option<[u8; 8]> {
         self.confluent_ids.get(&schema_id).copied()
     }
@@ -145,6 +161,13 @@ impl Schemas {
 
     pub(crate) fn writer(&self, fingerprint: &[u8; 8]) -> Option<&WriterSchema> {
         self.writers.get(fingerprint)
+    }
+}
+
+fn record_name(schema: &Schema) -> Option<String> {
+    match schema {
+        Schema::Record(record) => Some(record.name.fullname(None)),
+        _ => None,
     }
 }
 

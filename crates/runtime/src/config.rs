@@ -30,6 +30,9 @@ pub struct Config {
     pub aggregator: AggregatorConfig,
     pub sink: SinkConfig,
     pub admission: AdmissionConfig,
+    pub producer: ProducerConfig,
+    pub schema_registry: SchemaRegistryConfig,
+    pub gateway: GatewayConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -284,8 +287,108 @@ impl Default for SinkConfig {
     }
 }
 
+/// How producers frame what they publish.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProducerConfig {
+    pub framing: FramingChoice,
+}
+
+/// `single-object` needs nothing but the bundled schemas; `confluent`
+/// registers them with `schema_registry.url` and uses its ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FramingChoice {
+    #[default]
+    SingleObject,
+    Confluent,
+}
+
+/// A Confluent-compatible schema registry: where producers register the
+/// schemas they write, and where consumers look up ids they do not know.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchemaRegistryConfig {
+    /// Base URL, such as `http://127.0.0.1:8081`; unset means no registry.
+    pub url: Option<String>,
+    /// HTTP basic authentication, as Confluent Cloud and Karapace use it.
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// How long one registry request may take.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// How often a consumer asks for an unknown id before it dead-letters
+    /// the message.
+    pub lookup_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub lookup_backoff: Duration,
+    /// After a failed lookup, messages with that id are dead-lettered at
+    /// once for this long instead of stalling the partition again.
+    #[serde(with = "humantime_serde")]
+    pub failure_memory: Duration,
+}
+
+impl Default for SchemaRegistryConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            username: None,
+            password: None,
+            timeout: Duration::from_secs(5),
+            lookup_attempts: 4,
+            lookup_backoff: Duration::from_millis(250),
+            failure_memory: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The HTTP ingest gateway (`centile-producer serve`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    pub addr: SocketAddr,
+    /// Larger request bodies are refused with 413.
+    pub max_body_bytes: usize,
+    /// Requests with more events are refused with 413.
+    pub max_batch_events: usize,
+    /// How long a request may wait for the broker's acknowledgements before
+    /// it is answered 503; also the producer's delivery timeout.
+    #[serde(with = "humantime_serde")]
+    pub ack_timeout: Duration,
+    /// Encoded bytes waiting for acknowledgement across all requests; a
+    /// request that does not fit is answered 503.
+    pub max_in_flight_bytes: usize,
+    /// `Retry-After` for 503 answers.
+    #[serde(with = "humantime_serde")]
+    pub retry_after: Duration,
+    /// A file of API keys: one `<sha256-hex> <tenant> [rate]` per line.
+    pub keys_file: Option<PathBuf>,
+    /// More API keys: SHA-256 hex of the key to `tenant` or `tenant@rate`.
+    pub keys: BTreeMap<String, String>,
+    /// Each key's request rate unless its entry sets one: `N/s`, `N/min`
+    /// or `N/h`; the bucket holds N requests.
+    pub rate: String,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            addr: ([127, 0, 0, 1], 8088).into(),
+            max_body_bytes: 5 * 1024 * 1024,
+            max_batch_events: 5_000,
+            ack_timeout: Duration::from_secs(10),
+            max_in_flight_bytes: 64 * 1024 * 1024,
+            retry_after: Duration::from_secs(1),
+            keys_file: None,
+            keys: BTreeMap::new(),
+            rate: "1000/s".into(),
+        }
+    }
+}
+
 /// Sections and the environment prefixes that reach them, longest first.
-const ENV_SECTIONS: [(&str, &str); 9] = [
+const ENV_SECTIONS: [(&str, &str); 12] = [
+    ("SCHEMA_REGISTRY_", "schema_registry"),
     ("AGGREGATOR_", "aggregator"),
     ("ADMISSION_", "admission"),
     ("CLICKHOUSE_", "clickhouse"),
@@ -293,6 +396,8 @@ const ENV_SECTIONS: [(&str, &str); 9] = [
     ("TOPICS_", "topics"),
     ("TOPIC_", "topics"),
     ("KAFKA_", "kafka"),
+    ("PRODUCER_", "producer"),
+    ("GATEWAY_", "gateway"),
     ("SINK_", "sink"),
     ("LOG_", "log"),
 ];

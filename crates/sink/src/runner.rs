@@ -7,14 +7,13 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use centile_events::{
-    decode, Admission, DecodeError, Decoded, Limits, ParameterHasher, Schemas, Validate,
-};
+use centile_events::{Admission, DecodeError, Decoded, Limits, ParameterHasher, Validate};
 use centile_runtime::{
     kafka::{
         all_partitions, close_consumer, consumer_config, ensure_centile_topics, producer_config,
         send_all,
     },
+    registry::SchemaResolver,
     retry::{with_backoff, Backoff},
     telemetry::Readiness,
     Assignment, Config,
@@ -52,7 +51,7 @@ struct Sink<'a> {
     config: &'a Config,
     metrics: &'a SinkMetrics,
     readiness: Readiness,
-    schemas: Schemas,
+    resolver: SchemaResolver,
     limits: Limits,
     admission: Admission,
     hasher: ParameterHasher,
@@ -106,7 +105,7 @@ pub async fn run(
         config,
         metrics,
         readiness: readiness.clone(),
-        schemas: Schemas::new(),
+        resolver: SchemaResolver::new(&config.schema_registry)?,
         limits: Limits::default(),
         admission: config.admission.admission(),
         hasher: ParameterHasher::new(config.aggregator.performance_parameters.iter().cloned()),
@@ -151,7 +150,8 @@ impl Sink<'_> {
                 }
                 message = consumer.recv() => match message {
                     Ok(message) => {
-                        self.add(&message, &mut batch);
+                        let decoded = self.resolver.decode(message.payload().unwrap_or_default()).await;
+                        self.add(&message, decoded, &mut batch);
                         if batch.is_full(settings.batch_max_rows) {
                             batch = self.flush(consumer, batch, shutdown).await?;
                         }
@@ -173,11 +173,15 @@ impl Sink<'_> {
         self.flush(consumer, batch, &grace).await.map(drop)
     }
 
-    fn add(&self, message: &BorrowedMessage<'_>, batch: &mut Batch) {
+    fn add(
+        &self,
+        message: &BorrowedMessage<'_>,
+        decoded: Result<Decoded, DecodeError>,
+        batch: &mut Batch,
+    ) {
         let topics = &self.config.topics;
         let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
         batch.track(topic, partition, offset);
-        let payload = message.payload().unwrap_or_default();
         let role = if topic == topics.rollups {
             "rollups"
         } else if topic == topics.latency {
@@ -187,7 +191,7 @@ impl Sink<'_> {
         };
         self.metrics.messages.with_label_values(&[role]).inc();
         let now = now_ms();
-        let outcome = decode(&self.schemas, payload).and_then(|decoded| match (role, decoded) {
+        let outcome = decoded.and_then(|decoded| match (role, decoded) {
             ("rollups", Decoded::LatencyPane(p)) => {
                 batch.push_latency_pane(LatencyPaneRow::new(p, now));
                 Ok(())
@@ -239,7 +243,7 @@ impl Sink<'_> {
                 &topics.dlq,
                 &self.config.sink.group_id,
                 origin,
-                payload,
+                message.payload().unwrap_or_default(),
                 &error,
                 now,
             ));
