@@ -103,7 +103,7 @@ async fn main() {
         if sent < probes && Instant::now() >= next_probe {
             let event = probe(sent, now_ms());
             let at = Instant::now();
-            publisher.send(&event).await.expect("probe");
+            publisher.send(event).await.expect("probe");
             published.insert(format!("probe-{sent}"), at);
             sent += 1;
             next_probe += Duration::from_millis(250);

@@ -123,7 +123,7 @@ async fn late_events_restate_too_late_ones_are_dead_lettered_and_windows_become_
 
     // After the window is final: a restatement.
     publisher
-        .send(&call("restating", t + 30_000, 12.5))
+        .send(call("restating", t + 30_000, 12.5))
         .await
         .expect("publish late event");
     for ((view, start), (calls, revision)) in [

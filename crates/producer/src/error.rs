@@ -10,5 +10,9 @@ pub enum ProducerError {
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
+    Registry(#[from] centile_runtime::registry::RegistryError),
+    #[error("the confluent framing needs schema_registry.url")]
+    NoRegistry,
+    #[error(transparent)]
     Runtime(#[from] centile_runtime::RuntimeError),
 }

@@ -1,10 +1,15 @@
-//! `centile-producer`: publishes events; `generate` makes realistic load.
+//! `centile-producer`: `serve` runs the HTTP ingest gateway, `generate`
+//! makes realistic load, `new-key` and `hash-key` manage gateway API keys.
 
 mod load;
 
-use std::{path::PathBuf, time::Duration};
+use std::{io::Read, path::PathBuf, sync::Arc, time::Duration};
 
-use centile_producer::{generator::GeneratorConfig, EventPublisher};
+use centile_producer::{
+    gateway::{self, hash_key, Gateway},
+    generator::GeneratorConfig,
+    EventPublisher,
+};
 use centile_runtime::{
     kafka::ensure_centile_topics,
     service::{run_service, BoxError},
@@ -28,6 +33,19 @@ struct Cli {
 enum Command {
     /// Generate realistic latency and usage events.
     Generate(GenerateArgs),
+    /// Run the HTTP ingest gateway (settings in the `[gateway]` section).
+    Serve,
+    /// Print a new random API key and the key-file line that grants it.
+    NewKey {
+        /// The tenant the key writes as.
+        #[arg(long)]
+        tenant: String,
+        /// The key's request rate, e.g. `100/h`; the default rate otherwise.
+        #[arg(long)]
+        rate: Option<String>,
+    },
+    /// Read an API key on stdin and print its SHA-256, as key files hold it.
+    HashKey,
 }
 
 #[derive(Debug, clap::Args)]
@@ -66,12 +84,27 @@ struct GenerateArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let Command::Generate(args) = cli.command;
+    let args = match cli.command {
+        Command::Generate(args) => args,
+        Command::Serve => return serve(cli.config).await,
+        Command::NewKey { tenant, rate } => {
+            let key = format!("ck_{}", uuid::Uuid::new_v4().simple());
+            let hash = hex::encode(hash_key(&key));
+            println!("key (give it to the client; it is not stored): {key}");
+            println!("key-file line: {hash} {tenant}{}", rate.map(|r| format!(" {r}")).unwrap_or_default());
+            return Ok(());
+        }
+        Command::HashKey => {
+            let mut key = String::new();
+            std::io::stdin().read_to_string(&mut key)?;
+            println!("{}", hex::encode(hash_key(key.trim())));
+            return Ok(());
+        }
+    };
     let default_metrics = ([127, 0, 0, 1], 9464).into();
     run_service("centile-producer", cli.config.as_deref(), default_metrics, |ctx| async move {
-        let topics = &ctx.config.topics;
         ensure_centile_topics(&ctx.config).await?;
-        let publisher = EventPublisher::new(&ctx.config.kafka, topics)?;
+        let publisher = EventPublisher::from_config(&ctx.config)?;
         ctx.readiness.set("kafka", true);
         let plan = load::LoadPlan {
             rate: args.rate,
@@ -98,6 +131,20 @@ async fn main() -> anyhow::Result<()> {
             report.elapsed.as_secs_f64(),
             total as f64 / report.elapsed.as_secs_f64().max(1e-9)
         );
+        Ok::<(), BoxError>(())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!(e))
+}
+
+async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let default_metrics = ([127, 0, 0, 1], 9465).into();
+    run_service("centile-gateway", config.as_deref(), default_metrics, |ctx| async move {
+        ensure_centile_topics(&ctx.config).await?;
+        let gateway = Arc::new(Gateway::new(&ctx.config, &ctx.registry, ctx.readiness.clone())?);
+        let listener = tokio::net::TcpListener::bind(ctx.config.gateway.addr).await?;
+        tracing::info!(addr = %listener.local_addr()?, "gateway listening");
+        gateway::run(listener, gateway, ctx.shutdown.clone()).await?;
         Ok::<(), BoxError>(())
     })
     .await

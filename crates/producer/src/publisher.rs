@@ -1,9 +1,11 @@
 //! The typed publisher applications embed.
 
-use centile_events::{encode, Decoded, Event, Limits, Schemas, Validate};
+use centile_events::{encode_with, Decoded, Event, Framing, Limits, Schemas, Validate};
 use centile_runtime::{
-    config::{KafkaConfig, TopicsConfig},
+    config::{FramingChoice, KafkaConfig, TopicsConfig},
     kafka::{producer_config, send_all, OutMessage},
+    registry::{value_subject, SchemaRegistry},
+    Config,
 };
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use std::time::Duration;
@@ -24,6 +26,8 @@ pub struct EventPublisher {
     limits: Limits,
     latency_topic: String,
     usage_topic: String,
+    /// Set for the Confluent framing: ids are registered on first use.
+    registry: Option<SchemaRegistry>,
 }
 
 impl std::fmt::Debug for EventPublisher {
@@ -31,11 +35,13 @@ impl std::fmt::Debug for EventPublisher {
         f.debug_struct("EventPublisher")
             .field("latency_topic", &self.latency_topic)
             .field("usage_topic", &self.usage_topic)
+            .field("confluent", &self.registry.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl EventPublisher {
+    /// A publisher using Avro single-object framing, which needs no registry.
     pub fn new(kafka: &KafkaConfig, topics: &TopicsConfig) -> Result<Self, ProducerError> {
         Ok(Self {
             producer: producer_config(kafka).create()?,
@@ -43,10 +49,53 @@ impl EventPublisher {
             limits: Limits::default(),
             latency_topic: topics.latency.clone(),
             usage_topic: topics.usage.clone(),
+            registry: None,
         })
     }
 
-    fn message(&self, index: usize, event: &Event) -> Result<OutMessage, ProducerError> {
+    /// A publisher framed as `config.producer.framing` says; the Confluent
+    /// framing needs `schema_registry.url`.
+    pub fn from_config(config: &Config) -> Result<Self, ProducerError> {
+        let publisher = Self::new(&config.kafka, &config.topics)?;
+        match config.producer.framing {
+            FramingChoice::SingleObject => Ok(publisher),
+            FramingChoice::Confluent => {
+                let registry = SchemaRegistry::from_config(&config.schema_registry)?
+                    .ok_or(ProducerError::NoRegistry)?;
+                Ok(publisher.with_registry(registry))
+            }
+        }
+    }
+
+    /// Switches to the Confluent wire format with ids from `registry`.
+    pub fn with_registry(mut self, registry: SchemaRegistry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// The framing for `topic`, registering the schema on first use.
+    async fn framing(&self, topic: &str, decoded: &Decoded) -> Result<Framing, ProducerError> {
+        match &self.registry {
+            None => Ok(Framing::SingleObject),
+            Some(registry) => {
+                let schema_id = registry
+                    .register(&value_subject(topic), Schemas::source(decoded.kind()))
+                    .await?;
+                Ok(Framing::Confluent { schema_id })
+            }
+        }
+    }
+
+    /// Validates and frames events, failing on the first invalid one.
+    pub async fn messages(&self, events: &[Event]) -> Result<Vec<OutMessage>, ProducerError> {
+        let mut messages = Vec::with_capacity(events.len());
+        for (index, event) in events.iter().enumerate() {
+            messages.push(self.message(index, event).await?);
+        }
+        Ok(messages)
+    }
+
+    async fn message(&self, index: usize, event: &Event) -> Result<OutMessage, ProducerError> {
         let (topic, decoded) = match event {
             Event::Latency(e) => {
                 e.validate(&self.limits)
@@ -59,18 +108,19 @@ impl EventPublisher {
                 (&self.usage_topic, Decoded::Usage(e.clone()))
             }
         };
+        let framing = self.framing(topic, &decoded).await?;
         Ok(OutMessage {
             topic: topic.clone(),
             partition: None,
             key: Some(decoded.partition_key()),
-            payload: encode(&self.schemas, &decoded),
+            payload: encode_with(&self.schemas, &decoded, framing),
             headers: Vec::new(),
         })
     }
 
     /// Publishes one event and waits for the broker's acknowledgement.
-    pub async fn send(&self, event: &Event) -> Result<Delivery, ProducerError> {
-        let message = self.message(0, event)?;
+    pub async fn send(&self, event: impl Into<Event>) -> Result<Delivery, ProducerError> {
+        let message = self.message(0, &event.into()).await?;
         let record = FutureRecord::to(&message.topic)
             .key(message.key.as_deref().unwrap_or_default())
             .payload(&message.payload);
@@ -88,13 +138,24 @@ impl EventPublisher {
     /// Validates every event first, so an invalid one publishes nothing;
     /// then publishes all and waits for every acknowledgement.
     pub async fn send_batch(&self, events: &[Event]) -> Result<(), ProducerError> {
-        let messages = events
-            .iter()
-            .enumerate()
-            .map(|(i, e)| self.message(i, e))
-            .collect::<Result<Vec<_>, _>>()?;
-        send_all(&self.producer, &messages).await?;
+        let messages = self.messages(events).await?;
+        self.send_messages(&messages).await
+    }
+
+    /// Publishes messages made by [`EventPublisher::messages`] and waits for
+    /// every acknowledgement.
+    pub async fn send_messages(&self, messages: &[OutMessage]) -> Result<(), ProducerError> {
+        send_all(&self.producer, messages).await?;
         Ok(())
+    }
+
+    pub fn latency_topic(&self) -> &str {
+        &self.latency_topic
+    }
+
+    /// The underlying producer, for queue depth and broker health.
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
     }
 
     /// Waits for anything still in flight.

@@ -1,0 +1,487 @@
+//! JSON event objects to typed events, collecting every problem: missing
+//! fields, wrong types, unknown fields, then the shared value rules
+//! ([`Validate`]) and the admission window for `occurred_at`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use centile_events::{Admission, DecodeError, Event, LatencyEvent, Limits, UsageEvent, Validate};
+use serde_json::{Map, Value};
+
+use super::{body::type_name, ids::IdSource, problem::Problem};
+
+/// Which kind of event a route takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Latency,
+    Usage,
+}
+
+impl EventKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Latency => "latency",
+            Self::Usage => "usage",
+        }
+    }
+
+    fn fields(self) -> &'static [&'static str] {
+        match self {
+            Self::Latency => &[
+                "event_id",
+                "occurred_at",
+                "tenant_id",
+                "model_id",
+                "provider",
+                "tool",
+                "parameters",
+                "response_time_ms",
+                "success",
+                "error_type",
+                "input_tokens",
+                "output_tokens",
+            ],
+            Self::Usage => &[
+                "event_id",
+                "occurred_at",
+                "tenant_id",
+                "user_id",
+                "model_id",
+                "provider",
+                "feature",
+                "input_tokens",
+                "output_tokens",
+                "cost_usd_nanos",
+            ],
+        }
+    }
+}
+
+/// What the events of one request are checked against.
+#[derive(Debug)]
+pub struct Intake<'a> {
+    /// The tenant of the request's API key.
+    pub tenant: &'a str,
+    /// Arrival time, ms since the epoch.
+    pub arrived_at: i64,
+    pub limits: &'a Limits,
+    pub admission: Admission,
+    pub ids: &'a IdSource,
+}
+
+/// Why a request's events were refused.
+#[derive(Debug, PartialEq)]
+pub enum Refusal {
+    /// Events (by index) naming a tenant other than the key's.
+    CrossTenant(Vec<usize>),
+    Invalid(Vec<Problem>),
+}
+
+/// Converts every object, or refuses the whole request.
+pub fn events(
+    kind: EventKind,
+    objects: &[Map<String, Value>],
+    intake: &Intake<'_>,
+) -> Result<Vec<Event>, Refusal> {
+    let mut events = Vec::with_capacity(objects.len());
+    let mut problems = Vec::new();
+    let mut foreign = Vec::new();
+    for (index, object) in objects.iter().enumerate() {
+        let mut reader = Reader {
+            index,
+            object,
+            problems: Vec::new(),
+        };
+        match reader.tenant(intake.tenant) {
+            Some(tenant) if tenant != intake.tenant => foreign.push(index),
+            _ => {}
+        }
+        let event = match kind {
+            EventKind::Latency => Event::Latency(reader.latency(intake)),
+            EventKind::Usage => Event::Usage(reader.usage(intake)),
+        };
+        reader.unknown_fields(kind.fields());
+        reader.check_values(&event, intake);
+        if reader.problems.is_empty() {
+            events.push(event);
+        }
+        problems.append(&mut reader.problems);
+    }
+    if !foreign.is_empty() {
+        return Err(Refusal::CrossTenant(foreign));
+    }
+    if !problems.is_empty() {
+        return Err(Refusal::Invalid(problems));
+    }
+    Ok(events)
+}
+
+struct Reader<'a> {
+    index: usize,
+    object: &'a Map<String, Value>,
+    problems: Vec<Problem>,
+}
+
+impl Reader<'_> {
+    fn problem(&mut self, field: &str, reason: impl Into<String>) {
+        self.problems.push(Problem::new(self.index, field, reason));
+    }
+
+    fn wrong_type(&mut self, field: &str, expected: &str, got: &Value) {
+        let reason = format!("wrong type: expected {expected}, got {}", type_name(got));
+        self.problem(field, reason);
+    }
+
+    /// A present, non-null value; a missing one is reported.
+    fn required(&mut self, field: &str) -> Option<&Value> {
+        match self.object.get(field) {
+            None | Some(Value::Null) => {
+                self.problem(field, "missing field");
+                None
+            }
+            Some(value) => Some(value),
+        }
+    }
+
+    fn string(&mut self, field: &str) -> String {
+        match self.required(field).cloned() {
+            Some(Value::String(s)) => s,
+            Some(other) => {
+                self.wrong_type(field, "a string", &other);
+                String::new()
+            }
+            None => String::new(),
+        }
+    }
+
+    fn optional_string(&mut self, field: &str) -> Option<String> {
+        match self.object.get(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                let other = other.clone();
+                self.wrong_type(field, "a string or null", &other);
+                None
+            }
+        }
+    }
+
+    fn tenant(&mut self, key_tenant: &str) -> Option<String> {
+        self.optional_string("tenant_id").or(Some(key_tenant.to_owned()))
+    }
+
+    fn integer(&mut self, field: &str) -> i64 {
+        let value = self.required(field).cloned();
+        value.map_or(0, |v| self.as_integer(field, &v))
+    }
+
+    fn optional_integer(&mut self, field: &str) -> Option<i64> {
+        match self.object.get(field).cloned() {
+            None | Some(Value::Null) => None,
+            Some(value) => Some(self.as_integer(field, &value)),
+        }
+    }
+
+    fn as_integer(&mut self, field: &str, value: &Value) -> i64 {
+        match value.as_i64() {
+            Some(n) => n,
+            None => {
+                self.wrong_type(field, "an integer", value);
+                0
+            }
+        }
+    }
+
+    fn number(&mut self, field: &str) -> f64 {
+        match self.required(field).cloned() {
+            Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+            Some(other) => {
+                self.wrong_type(field, "a number", &other);
+                0.0
+            }
+            None => 0.0,
+        }
+    }
+
+    fn boolean(&mut self, field: &str) -> bool {
+        match self.required(field).cloned() {
+            Some(Value::Bool(b)) => b,
+            Some(other) => {
+                self.wrong_type(field, "a boolean", &other);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// RFC 3339 text or integer epoch milliseconds.
+    fn timestamp(&mut self, field: &str) -> i64 {
+        match self.required(field).cloned() {
+            Some(Value::String(text)) => {
+                match time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339) {
+                    Ok(t) => (t.unix_timestamp_nanos() / 1_000_000) as i64,
+                    Err(e) => {
+                        self.problem(field, format!("not an RFC 3339 time ({e}): {text:?}"));
+                        0
+                    }
+                }
+            }
+            Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64().unwrap_or_default(),
+            Some(other) => {
+                self.wrong_type(field, "an RFC 3339 string or integer epoch milliseconds", &other);
+                0
+            }
+            None => 0,
+        }
+    }
+
+    /// String values as they are; numbers and booleans as their JSON text.
+    fn parameters(&mut self, field: &str) -> BTreeMap<String, String> {
+        let mut parameters = BTreeMap::new();
+        match self.object.get(field).cloned() {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(map)) => {
+                for (name, value) in map {
+                    let text = match value {
+                        Value::String(s) => s,
+                        Value::Number(_) | Value::Bool(_) => value.to_string(),
+                        other => {
+                            let path = format!("{field}.{name}");
+                            self.wrong_type(&path, "a string, number or boolean", &other);
+                            continue;
+                        }
+                    };
+                    parameters.insert(name, text);
+                }
+            }
+            Some(other) => self.wrong_type(field, "an object", &other),
+        }
+        parameters
+    }
+
+    fn event_id(&mut self, intake: &Intake<'_>, occurred_at: i64) -> String {
+        self.optional_string("event_id")
+            .unwrap_or_else(|| intake.ids.id(intake.tenant, self.index, occurred_at))
+    }
+
+    fn latency(&mut self, intake: &Intake<'_>) -> LatencyEvent {
+        let occurred_at = self.timestamp("occurred_at");
+        LatencyEvent {
+            event_id: self.event_id(intake, occurred_at),
+            occurred_at,
+            tenant_id: intake.tenant.to_owned(),
+            model_id: self.string("model_id"),
+            provider: self.string("provider"),
+            tool: self.string("tool"),
+            parameters: self.parameters("parameters"),
+            response_time_ms: self.number("response_time_ms"),
+            success: self.boolean("success"),
+            error_type: self.optional_string("error_type"),
+            input_tokens: self.optional_integer("input_tokens"),
+            output_tokens: self.optional_integer("output_tokens"),
+        }
+    }
+
+    fn usage(&mut self, intake: &Intake<'_>) -> UsageEvent {
+        let occurred_at = self.timestamp("occurred_at");
+        UsageEvent {
+            event_id: self.event_id(intake, occurred_at),
+            occurred_at,
+            tenant_id: intake.tenant.to_owned(),
+            user_id: self.optional_string("user_id"),
+            model_id: self.string("model_id"),
+            provider: self.string("provider"),
+            feature: self.string("feature"),
+            input_tokens: self.integer("input_tokens"),
+            output_tokens: self.integer("output_tokens"),
+            cost_usd_nanos: self.integer("cost_usd_nanos"),
+        }
+    }
+
+    fn unknown_fields(&mut self, known: &[&str]) {
+        let unknown: Vec<String> = self
+            .object
+            .keys()
+            .filter(|name| !known.contains(&name.as_str()))
+            .cloned()
+            .collect();
+        for name in unknown {
+            self.problem(&name, "unknown field");
+        }
+    }
+
+    /// The shared value rules and the admission window, skipping fields
+    /// that already have a problem (a missing field is not also "empty").
+    fn check_values(&mut self, event: &Event, intake: &Intake<'_>) {
+        let reported: BTreeSet<String> = self.problems.iter().map(|p| p.field.clone()).collect();
+        let rules = match event {
+            Event::Latency(e) => e.problems(intake.limits),
+            Event::Usage(e) => e.problems(intake.limits),
+        };
+        for rule in rules {
+            let base = rule.field.split('.').next().unwrap_or_default();
+            if !reported.contains(&rule.field) && !reported.contains(base) {
+                self.problem(&rule.field, rule.reason);
+            }
+        }
+        if reported.contains("occurred_at") {
+            return;
+        }
+        match intake
+            .admission
+            .check(event.occurred_at(), Some(intake.arrived_at))
+        {
+            Ok(()) => {}
+            Err(DecodeError::FromTheFuture { ahead_ms, max_skew_ms }) => self.problem(
+                "occurred_at",
+                format!("timestamp too far in the future: {ahead_ms} ms after arrival, limit {max_skew_ms} ms"),
+            ),
+            Err(DecodeError::TooLate { age_ms, horizon_ms }) => self.problem(
+                "occurred_at",
+                format!("timestamp too far in the past: {age_ms} ms before arrival, beyond the restatement horizon of {horizon_ms} ms"),
+            ),
+            Err(other) => self.problem("occurred_at", other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn run(kind: EventKind, body: Value) -> Result<Vec<Event>, Refusal> {
+        let objects: Vec<Map<String, Value>> = match body {
+            Value::Array(items) => items
+                .into_iter()
+                .map(|v| v.as_object().unwrap().clone())
+                .collect(),
+            other => vec![other.as_object().unwrap().clone()],
+        };
+        let limits = Limits::default();
+        let intake = Intake {
+            tenant: "acme",
+            arrived_at: NOW,
+            limits: &limits,
+            admission: Admission::default(),
+            ids: &IdSource::Random,
+        };
+        events(kind, &objects, &intake)
+    }
+
+    fn latency() -> Value {
+        json!({
+            "occurred_at": "2027-01-15T08:00:00.250+00:00",
+            "model_id": "gpt-4o", "provider": "openai", "tool": "chat",
+            "parameters": {"temperature": 0.2, "streaming": true, "mode": "fast"},
+            "response_time_ms": 812.5, "success": true
+        })
+    }
+
+    fn problems(result: Result<Vec<Event>, Refusal>) -> Vec<(Option<usize>, String, String)> {
+        match result {
+            Err(Refusal::Invalid(problems)) => problems
+                .into_iter()
+                .map(|p| (p.index, p.field, p.reason))
+                .collect(),
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_valid_event_gets_the_key_tenant_and_a_fresh_id() {
+        let mut body = latency();
+        body["occurred_at"] = json!(NOW - 1000);
+        let events = run(EventKind::Latency, body).unwrap();
+        let Event::Latency(e) = &events[0] else { panic!() };
+        assert_eq!(e.tenant_id, "acme");
+        assert_eq!(e.occurred_at, NOW - 1000);
+        assert_eq!(e.parameters["temperature"], "0.2");
+        assert_eq!(e.parameters["streaming"], "true");
+        assert_eq!(uuid::Uuid::parse_str(&e.event_id).unwrap().get_version_num(), 7);
+    }
+
+    #[test]
+    fn rfc3339_with_offsets_is_converted_to_utc_millis() {
+        let mut body = latency();
+        // NOW is 2027-01-15T08:00:00Z.
+        body["occurred_at"] = json!("2027-01-15T10:00:00.250+02:00");
+        let events = run(EventKind::Latency, body).unwrap();
+        let Event::Latency(e) = &events[0] else { panic!() };
+        assert_eq!(e.occurred_at, 1_800_000_000_250);
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_index_field_and_reason() {
+        let body = json!([
+            latency(),
+            {
+                "occurred_at": NOW + 3_600_000,
+                "model_id": 7, "tool": "chat", "provider": "p",
+                "parameters": {"nested": {"a": 1}},
+                "response_time_ms": -4.0, "success": "yes",
+                "input_tokens": -3, "output_tokens": 1.5, "colour": "red"
+            }
+        ]);
+        let mut found = problems(run(EventKind::Latency, body));
+        found.sort();
+        let expect = |field: &str, reason: &str| (Some(1), field.to_owned(), reason.to_owned());
+        assert_eq!(
+            found,
+            vec![
+                expect("colour", "unknown field"),
+                expect("input_tokens", "must not be negative, got -3"),
+                expect("model_id", "wrong type: expected a string, got an integer"),
+                expect("occurred_at", "timestamp too far in the future: 3600000 ms after arrival, limit 300000 ms"),
+                expect("output_tokens", "wrong type: expected an integer, got a fractional number"),
+                expect("parameters.nested", "wrong type: expected a string, number or boolean, got an object"),
+                expect("response_time_ms", "must not be negative, got -4"),
+                expect("success", "wrong type: expected a boolean, got a string"),
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_fields_are_named_once() {
+        let found = problems(run(EventKind::Usage, json!({"occurred_at": NOW})));
+        let fields: Vec<_> = found.iter().map(|(_, f, r)| format!("{f}: {r}")).collect();
+        assert_eq!(
+            fields,
+            [
+                "model_id: missing field",
+                "provider: missing field",
+                "feature: missing field",
+                "input_tokens: missing field",
+                "output_tokens: missing field",
+                "cost_usd_nanos: missing field",
+            ]
+        );
+    }
+
+    #[test]
+    fn limits_on_strings_and_parameters_apply() {
+        let mut body = latency();
+        body["occurred_at"] = json!(NOW);
+        body["tool"] = json!("x".repeat(300));
+        let many: Map<String, Value> = (0..70).map(|i| (format!("p{i}"), json!("v"))).collect();
+        body["parameters"] = Value::Object(many);
+        let found = problems(run(EventKind::Latency, body));
+        let reasons: Vec<_> = found.iter().map(|(_, f, r)| format!("{f}: {r}")).collect();
+        assert!(reasons.contains(&"tool: string too long: 300 characters, limit 256".to_owned()), "{reasons:?}");
+        assert!(reasons.contains(&"parameters: too many parameters: 70, limit 64".to_owned()), "{reasons:?}");
+    }
+
+    #[test]
+    fn another_tenant_refuses_the_whole_request() {
+        let mut own = latency();
+        own["occurred_at"] = json!(NOW);
+        own["tenant_id"] = json!("acme");
+        let mut foreign = own.clone();
+        foreign["tenant_id"] = json!("globex");
+        assert_eq!(
+            run(EventKind::Latency, json!([own, foreign])),
+            Err(Refusal::CrossTenant(vec![1]))
+        );
+    }
+}

@@ -1,0 +1,189 @@
+//! The HTTP ingest gateway, `centile-producer serve`.
+//!
+//! `POST /v1/events/latency` and `POST /v1/events/usage` take one JSON
+//! object, a JSON array or NDJSON. A request is all or nothing: it is
+//! authenticated (bearer key → tenant), rate-limited per key, size-checked,
+//! every event is validated, and only then is anything published; the
+//! answer is `202` once the broker has acknowledged every event. Nothing
+//! else is ever published for a refused request.
+
+mod answer;
+mod body;
+mod fields;
+mod ids;
+mod ingest;
+mod keys;
+mod metrics;
+mod openapi;
+mod probe;
+mod problem;
+mod rate;
+
+use std::{
+    sync::{atomic::AtomicBool, Arc},
+    time::Duration,
+};
+
+use axum::{
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use centile_events::{Admission, Limits};
+use centile_runtime::{config::GatewayConfig, telemetry::Readiness, Config};
+use tokio::{net::TcpListener, sync::Semaphore};
+use tokio_util::sync::CancellationToken;
+
+pub use body::BodyFormat;
+pub use fields::EventKind;
+pub use keys::{hash_key, Grant, KeyStore};
+pub use metrics::GatewayMetrics;
+pub use openapi::OPENAPI_JSON;
+pub use rate::{Rate, RateLimiter, TokenBucket};
+
+use crate::{EventPublisher, ProducerError};
+
+/// Why the gateway could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("api keys: {0}")]
+    Keys(String),
+    #[error("gateway.rate: {0}")]
+    Rate(String),
+    #[error("cannot read {path}: {source}")]
+    KeysFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Producer(#[from] ProducerError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("http server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Everything a request needs; shared by all connections.
+#[derive(Debug)]
+pub struct Gateway {
+    publisher: EventPublisher,
+    keys: KeyStore,
+    limiter: RateLimiter,
+    /// Free in-flight capacity, one permit per KiB of encoded events.
+    in_flight: Semaphore,
+    in_flight_kib: u32,
+    settings: GatewayConfig,
+    limits: Limits,
+    admission: Admission,
+    broker_up: AtomicBool,
+    readiness: Readiness,
+    metrics: GatewayMetrics,
+}
+
+impl Gateway {
+    /// Builds the gateway: loads keys, creates the producer (whose delivery
+    /// timeout is the request deadline) and registers metrics.
+    pub fn new(
+        config: &Config,
+        registry: &prometheus::Registry,
+        readiness: Readiness,
+    ) -> Result<Self, GatewayError> {
+        let settings = config.gateway.clone();
+        let default_rate = Rate::parse(&settings.rate).map_err(GatewayError::Rate)?;
+        let file = match &settings.keys_file {
+            Some(path) => Some((
+                path.display().to_string(),
+                std::fs::read_to_string(path).map_err(|source| GatewayError::KeysFile {
+                    path: path.display().to_string(),
+                    source,
+                })?,
+            )),
+            None => None,
+        };
+        let keys = KeyStore::load(
+            file.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
+            &settings.keys,
+            default_rate,
+        )?;
+        let mut producer_settings = config.clone();
+        producer_settings.kafka.delivery_timeout = settings.ack_timeout;
+        producer_settings
+            .kafka
+            .extra
+            .entry("queue.buffering.max.messages".into())
+            .or_insert_with(|| "1000000".into());
+        let publisher = EventPublisher::from_config(&producer_settings)?;
+        let in_flight_kib = u32::try_from(settings.max_in_flight_bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, Semaphore::MAX_PERMITS as u32);
+        tracing::info!(keys = keys.len(), rate = %settings.rate, "gateway configured");
+        Ok(Self {
+            publisher,
+            keys,
+            limiter: RateLimiter::default(),
+            in_flight: Semaphore::new(in_flight_kib as usize),
+            in_flight_kib,
+            limits: Limits::default(),
+            admission: config.admission.admission(),
+            settings,
+            broker_up: AtomicBool::new(false),
+            readiness,
+            metrics: GatewayMetrics::register(registry)?,
+        })
+    }
+
+    fn retry_after(&self) -> Duration {
+        self.settings.retry_after
+    }
+}
+
+/// The gateway's routes.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/v1/events/latency", post(ingest::latency))
+        .route("/v1/events/usage", post(ingest::usage))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi::serve))
+        .with_state(gateway)
+}
+
+/// Serves on `listener` until `shutdown`: then stops accepting, lets
+/// in-flight requests finish (each bounded by the ack timeout), and flushes
+/// the producer.
+pub async fn run(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: CancellationToken,
+) -> Result<(), GatewayError> {
+    let probe_stop = CancellationToken::new();
+    let probe = tokio::spawn(probe::watch_broker(gateway.clone(), probe_stop.clone()));
+    let served = axum::serve(listener, router(gateway.clone()))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
+    probe_stop.cancel();
+    let _ = probe.await;
+    let flush_timeout = gateway.settings.ack_timeout;
+    let gateway_for_flush = gateway.clone();
+    tokio::task::spawn_blocking(move || gateway_for_flush.publisher.flush(flush_timeout))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??;
+    tracing::info!("gateway stopped: requests finished, producer flushed");
+    served.map_err(GatewayError::Io)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response {
+    let up = gateway.broker_up.load(std::sync::atomic::Ordering::Relaxed);
+    let status = if up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(serde_json::json!({ "ready": up, "broker": up }))).into_response()
+}
