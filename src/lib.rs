@@ -5,5 +5,6 @@
 //! ClickHouse database, so tests run in parallel against one local broker
 //! and one ClickHouse server (`deploy/local/stack up`).
 
+pub mod gateway_kit;
 pub mod testkit;
 pub mod truth;
