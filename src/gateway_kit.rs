@@ -34,7 +34,10 @@ impl TestGateway {
             .collect::<Vec<_>>()
             .join(",");
         let mut vars = vec![
-            ("CENTILE_GATEWAY_ADDR".to_owned(), format!("127.0.0.1:{port}")),
+            (
+                "CENTILE_GATEWAY_ADDR".to_owned(),
+                format!("127.0.0.1:{port}"),
+            ),
             ("CENTILE_GATEWAY_KEYS".to_owned(), grants),
         ];
         vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -51,7 +54,12 @@ impl TestGateway {
     /// Waits until `/readyz` answers 200.
     pub async fn wait_ready(&self, timeout: Duration) {
         eventually("the gateway to be ready", timeout, || async {
-            let response = self.http.get(format!("{}/readyz", self.url)).send().await.ok()?;
+            let response = self
+                .http
+                .get(format!("{}/readyz", self.url))
+                .send()
+                .await
+                .ok()?;
             (response.status() == 200).then_some(())
         })
         .await;

@@ -91,7 +91,10 @@ async fn posted_events_of_every_shape_reach_the_views_exactly_once() {
         assert_eq!(answer.status, 202, "{:?}", answer.body);
         assert_eq!(answer.body["accepted"], expected);
         for id in answer.body["event_ids"].as_array().expect("ids") {
-            assert!(ids.insert(id.as_str().expect("id").to_owned()), "ids are unique");
+            assert!(
+                ids.insert(id.as_str().expect("id").to_owned()),
+                "ids are unique"
+            );
         }
     };
 
@@ -105,26 +108,55 @@ async fn posted_events_of_every_shape_reach_the_views_exactly_once() {
 
     // An array with epoch milliseconds and no ids.
     let array: Vec<Value> = (1..=50).map(|i| call(json!(base + i * 1000), i)).collect();
-    accept(gateway.post_json("latency", KEY, &Value::Array(array)).await, 50);
+    accept(
+        gateway
+            .post_json("latency", KEY, &Value::Array(array))
+            .await,
+        50,
+    );
 
     // NDJSON mixing epoch times and RFC 3339 with a +02:00 offset.
     let lines: Vec<Value> = (51..=80)
         .map(|i| {
             let at = base + i * 1000;
-            call(if i % 2 == 0 { json!(at) } else { json!(rfc3339(at, 2)) }, i)
+            call(
+                if i % 2 == 0 {
+                    json!(at)
+                } else {
+                    json!(rfc3339(at, 2))
+                },
+                i,
+            )
         })
         .collect();
     let answer = gateway
-        .post("latency", Some(KEY), "application/x-ndjson", ndjson(&lines), &[])
+        .post(
+            "latency",
+            Some(KEY),
+            "application/x-ndjson",
+            ndjson(&lines),
+            &[],
+        )
         .await;
     accept(answer, 30);
 
     // Usage: an array with RFC 3339 (-05:00), then NDJSON with epoch times.
-    let usage: Vec<Value> = (0..20).map(|i| bill(json!(rfc3339(base + i * 500, -5)), i)).collect();
-    accept(gateway.post_json("usage", KEY, &Value::Array(usage)).await, 20);
+    let usage: Vec<Value> = (0..20)
+        .map(|i| bill(json!(rfc3339(base + i * 500, -5)), i))
+        .collect();
+    accept(
+        gateway.post_json("usage", KEY, &Value::Array(usage)).await,
+        20,
+    );
     let usage_lines: Vec<Value> = (20..30).map(|i| bill(json!(base + i * 500), i)).collect();
     let answer = gateway
-        .post("usage", Some(KEY), "application/x-ndjson; charset=utf-8", ndjson(&usage_lines), &[])
+        .post(
+            "usage",
+            Some(KEY),
+            "application/x-ndjson; charset=utf-8",
+            ndjson(&usage_lines),
+            &[],
+        )
         .await;
     accept(answer, 10);
     assert_eq!(ids.len(), 111);
@@ -202,11 +234,17 @@ async fn posted_events_of_every_shape_reach_the_views_exactly_once() {
 
     let scrape = gateway.service.metrics().await;
     assert_eq!(
-        metric_value(&scrape, "centile_gateway_events_accepted_total{kind=\"latency\"}"),
+        metric_value(
+            &scrape,
+            "centile_gateway_events_accepted_total{kind=\"latency\"}"
+        ),
         Some(81.0)
     );
     assert_eq!(
-        metric_value(&scrape, "centile_gateway_events_accepted_total{kind=\"usage\"}"),
+        metric_value(
+            &scrape,
+            "centile_gateway_events_accepted_total{kind=\"usage\"}"
+        ),
         Some(30.0)
     );
 }

@@ -133,7 +133,8 @@ pub async fn feed_retrying(
             let mut pending: Vec<&Event> = part.iter().collect();
             while !pending.is_empty() {
                 let results =
-                    futures::future::join_all(pending.iter().map(|e| publisher.send((*e).clone()))).await;
+                    futures::future::join_all(pending.iter().map(|e| publisher.send((*e).clone())))
+                        .await;
                 pending = pending
                     .into_iter()
                     .zip(results)

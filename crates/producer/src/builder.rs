@@ -223,7 +223,12 @@ mod tests {
         .event()
         .build();
         assert_ne!(a.event_id, b.event_id);
-        assert_eq!(uuid::Uuid::parse_str(&a.event_id).unwrap().get_version_num(), 7);
+        assert_eq!(
+            uuid::Uuid::parse_str(&a.event_id)
+                .unwrap()
+                .get_version_num(),
+            7
+        );
         assert!(a.occurred_at >= before);
         assert_eq!(a.response_time_ms, 1.5);
         assert!(!a.success);

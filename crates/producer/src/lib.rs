@@ -17,8 +17,6 @@ pub mod gateway;
 pub mod generator;
 mod publisher;
 
-pub use builder::{
-    epoch_ms, new_event_id, Latency, LatencyBuilder, Outcome, Usage, UsageBuilder,
-};
+pub use builder::{epoch_ms, new_event_id, Latency, LatencyBuilder, Outcome, Usage, UsageBuilder};
 pub use error::ProducerError;
 pub use publisher::{Delivery, EventPublisher};

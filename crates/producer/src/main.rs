@@ -91,7 +91,10 @@ async fn main() -> anyhow::Result<()> {
             let key = format!("ck_{}", uuid::Uuid::new_v4().simple());
             let hash = hex::encode(hash_key(&key));
             println!("key (give it to the client; it is not stored): {key}");
-            println!("key-file line: {hash} {tenant}{}", rate.map(|r| format!(" {r}")).unwrap_or_default());
+            println!(
+                "key-file line: {hash} {tenant}{}",
+                rate.map(|r| format!(" {r}")).unwrap_or_default()
+            );
             return Ok(());
         }
         Command::HashKey => {
@@ -139,14 +142,23 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
     let default_metrics = ([127, 0, 0, 1], 9465).into();
-    run_service("centile-gateway", config.as_deref(), default_metrics, |ctx| async move {
-        ensure_centile_topics(&ctx.config).await?;
-        let gateway = Arc::new(Gateway::new(&ctx.config, &ctx.registry, ctx.readiness.clone())?);
-        let listener = tokio::net::TcpListener::bind(ctx.config.gateway.addr).await?;
-        tracing::info!(addr = %listener.local_addr()?, "gateway listening");
-        gateway::run(listener, gateway, ctx.shutdown.clone()).await?;
-        Ok::<(), BoxError>(())
-    })
+    run_service(
+        "centile-gateway",
+        config.as_deref(),
+        default_metrics,
+        |ctx| async move {
+            ensure_centile_topics(&ctx.config).await?;
+            let gateway = Arc::new(Gateway::new(
+                &ctx.config,
+                &ctx.registry,
+                ctx.readiness.clone(),
+            )?);
+            let listener = tokio::net::TcpListener::bind(ctx.config.gateway.addr).await?;
+            tracing::info!(addr = %listener.local_addr()?, "gateway listening");
+            gateway::run(listener, gateway, ctx.shutdown.clone()).await?;
+            Ok::<(), BoxError>(())
+        },
+    )
     .await
     .map_err(|e| anyhow::anyhow!(e))
 }

@@ -30,12 +30,20 @@ impl IntoResponse for Accepted {
 #[derive(Debug)]
 pub enum Rejection {
     Unauthorized(&'static str),
-    Forbidden { tenant: String, indexes: Vec<usize> },
-    RateLimited { retry_after: Duration },
+    Forbidden {
+        tenant: String,
+        indexes: Vec<usize>,
+    },
+    RateLimited {
+        retry_after: Duration,
+    },
     TooLarge(String),
     UnsupportedMediaType(String),
     Invalid(Vec<Problem>),
-    Unavailable { reason: String, retry_after: Duration },
+    Unavailable {
+        reason: String,
+        retry_after: Duration,
+    },
 }
 
 #[derive(Serialize)]

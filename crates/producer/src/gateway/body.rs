@@ -23,7 +23,9 @@ impl BodyFormat {
         let essence = value.split(';').next().unwrap_or_default().trim();
         match essence.to_ascii_lowercase().as_str() {
             "application/json" | "" => Some(Self::Json),
-            "application/x-ndjson" | "application/ndjson" | "application/jsonl"
+            "application/x-ndjson"
+            | "application/ndjson"
+            | "application/jsonl"
             | "application/x-jsonlines" => Some(Self::Ndjson),
             _ => None,
         }
@@ -40,7 +42,11 @@ pub enum BodyError {
 }
 
 /// Splits a body into event objects, every malformed one reported.
-pub fn split(format: BodyFormat, body: &[u8], limit: usize) -> Result<Vec<Map<String, Value>>, BodyError> {
+pub fn split(
+    format: BodyFormat,
+    body: &[u8],
+    limit: usize,
+) -> Result<Vec<Map<String, Value>>, BodyError> {
     let values = match format {
         BodyFormat::Json => match serde_json::from_slice::<Value>(body) {
             Ok(Value::Array(items)) => items,
@@ -129,7 +135,12 @@ mod tests {
         assert_eq!(one.len(), 1);
         let two = split(BodyFormat::Json, br#"[{"a":1},{"a":2}]"#, 10).unwrap();
         assert_eq!(two[1]["a"], 2);
-        let lines = split(BodyFormat::Ndjson, b"{\"a\":1}\n\n{\"a\":2}\r\n{\"a\":3}\n", 10).unwrap();
+        let lines = split(
+            BodyFormat::Ndjson,
+            b"{\"a\":1}\n\n{\"a\":2}\r\n{\"a\":3}\n",
+            10,
+        )
+        .unwrap();
         assert_eq!(lines.len(), 3);
     }
 
@@ -145,7 +156,10 @@ mod tests {
         let Err(BodyError::Malformed(problems)) = split(BodyFormat::Json, b"[1, {}]", 10) else {
             panic!("expected problems");
         };
-        assert_eq!(problems[0].reason, "expected an event object, got an integer");
+        assert_eq!(
+            problems[0].reason,
+            "expected an event object, got an integer"
+        );
     }
 
     #[test]

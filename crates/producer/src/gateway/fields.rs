@@ -166,7 +166,8 @@ impl Reader<'_> {
     }
 
     fn tenant(&mut self, key_tenant: &str) -> Option<String> {
-        self.optional_string("tenant_id").or(Some(key_tenant.to_owned()))
+        self.optional_string("tenant_id")
+            .or(Some(key_tenant.to_owned()))
     }
 
     fn integer(&mut self, field: &str) -> i64 {
@@ -217,7 +218,10 @@ impl Reader<'_> {
     fn timestamp(&mut self, field: &str) -> i64 {
         match self.required(field).cloned() {
             Some(Value::String(text)) => {
-                match time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339) {
+                match time::OffsetDateTime::parse(
+                    &text,
+                    &time::format_description::well_known::Rfc3339,
+                ) {
                     Ok(t) => (t.unix_timestamp_nanos() / 1_000_000) as i64,
                     Err(e) => {
                         self.problem(field, format!("not an RFC 3339 time ({e}): {text:?}"));
@@ -227,7 +231,11 @@ impl Reader<'_> {
             }
             Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64().unwrap_or_default(),
             Some(other) => {
-                self.wrong_type(field, "an RFC 3339 string or integer epoch milliseconds", &other);
+                self.wrong_type(
+                    field,
+                    "an RFC 3339 string or integer epoch milliseconds",
+                    &other,
+                );
                 0
             }
             None => 0,
@@ -394,12 +402,19 @@ mod tests {
         let mut body = latency();
         body["occurred_at"] = json!(NOW - 1000);
         let events = run(EventKind::Latency, body).unwrap();
-        let Event::Latency(e) = &events[0] else { panic!() };
+        let Event::Latency(e) = &events[0] else {
+            panic!()
+        };
         assert_eq!(e.tenant_id, "acme");
         assert_eq!(e.occurred_at, NOW - 1000);
         assert_eq!(e.parameters["temperature"], "0.2");
         assert_eq!(e.parameters["streaming"], "true");
-        assert_eq!(uuid::Uuid::parse_str(&e.event_id).unwrap().get_version_num(), 7);
+        assert_eq!(
+            uuid::Uuid::parse_str(&e.event_id)
+                .unwrap()
+                .get_version_num(),
+            7
+        );
     }
 
     #[test]
@@ -408,7 +423,9 @@ mod tests {
         // NOW is 2027-01-15T08:00:00Z.
         body["occurred_at"] = json!("2027-01-15T10:00:00.250+02:00");
         let events = run(EventKind::Latency, body).unwrap();
-        let Event::Latency(e) = &events[0] else { panic!() };
+        let Event::Latency(e) = &events[0] else {
+            panic!()
+        };
         assert_eq!(e.occurred_at, 1_800_000_000_250);
     }
 
@@ -433,9 +450,18 @@ mod tests {
                 expect("colour", "unknown field"),
                 expect("input_tokens", "must not be negative, got -3"),
                 expect("model_id", "wrong type: expected a string, got an integer"),
-                expect("occurred_at", "timestamp too far in the future: 3600000 ms after arrival, limit 300000 ms"),
-                expect("output_tokens", "wrong type: expected an integer, got a fractional number"),
-                expect("parameters.nested", "wrong type: expected a string, number or boolean, got an object"),
+                expect(
+                    "occurred_at",
+                    "timestamp too far in the future: 3600000 ms after arrival, limit 300000 ms"
+                ),
+                expect(
+                    "output_tokens",
+                    "wrong type: expected an integer, got a fractional number"
+                ),
+                expect(
+                    "parameters.nested",
+                    "wrong type: expected a string, number or boolean, got an object"
+                ),
                 expect("response_time_ms", "must not be negative, got -4"),
                 expect("success", "wrong type: expected a boolean, got a string"),
             ]
@@ -468,8 +494,14 @@ mod tests {
         body["parameters"] = Value::Object(many);
         let found = problems(run(EventKind::Latency, body));
         let reasons: Vec<_> = found.iter().map(|(_, f, r)| format!("{f}: {r}")).collect();
-        assert!(reasons.contains(&"tool: string too long: 300 characters, limit 256".to_owned()), "{reasons:?}");
-        assert!(reasons.contains(&"parameters: too many parameters: 70, limit 64".to_owned()), "{reasons:?}");
+        assert!(
+            reasons.contains(&"tool: string too long: 300 characters, limit 256".to_owned()),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons.contains(&"parameters: too many parameters: 70, limit 64".to_owned()),
+            "{reasons:?}"
+        );
     }
 
     #[test]

@@ -52,7 +52,13 @@ mod tests {
         let uuid = uuid::Uuid::parse_str(&id).unwrap();
         assert_eq!(uuid.get_version_num(), 7);
         let (secs, nanos) = uuid.get_timestamp().unwrap().to_unix();
-        assert_eq!(secs * 1000 + u64::from(nanos) / 1_000_000, 1_800_000_000_000);
-        assert_ne!(IdSource::Random.id("acme", 0, 0), IdSource::Random.id("acme", 0, 0));
+        assert_eq!(
+            secs * 1000 + u64::from(nanos) / 1_000_000,
+            1_800_000_000_000
+        );
+        assert_ne!(
+            IdSource::Random.id("acme", 0, 0),
+            IdSource::Random.id("acme", 0, 0)
+        );
     }
 }

@@ -43,7 +43,12 @@ pub async fn usage(
     handle(gateway, EventKind::Usage, headers, body).await
 }
 
-async fn handle(gateway: Arc<Gateway>, kind: EventKind, headers: HeaderMap, body: Body) -> Response {
+async fn handle(
+    gateway: Arc<Gateway>,
+    kind: EventKind,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let started = Instant::now();
     let route = match kind {
         EventKind::Latency => "/v1/events/latency",
@@ -95,9 +100,6 @@ async fn accept(
         .limiter
         .check(&key_hash, grant.rate, tokio::time::Instant::now())
         .map_err(|retry_after| Rejection::RateLimited { retry_after })?;
-    if !gateway.broker_up.load(Ordering::Relaxed) {
-        return Err(unavailable(gateway, "the broker is unreachable"));
-    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap_or("invalid"));
@@ -111,11 +113,14 @@ async fn accept(
     let limit = gateway.settings.max_batch_events;
     let objects = split(format, &bytes, limit).map_err(|e| match e {
         BodyError::Malformed(problems) => Rejection::Invalid(problems),
-        BodyError::TooMany { count, limit } => Rejection::TooLarge(format!(
-            "{count} events in one request, limit {limit}"
-        )),
+        BodyError::TooMany { count, limit } => {
+            Rejection::TooLarge(format!("{count} events in one request, limit {limit}"))
+        }
     })?;
     *events_seen = objects.len();
+    if !gateway.broker_up.load(Ordering::Relaxed) {
+        return Err(unavailable(gateway, "the broker is unreachable"));
+    }
     let ids = match headers.get(IDEMPOTENCY_KEY).and_then(|v| v.to_str().ok()) {
         Some(key) if !key.is_empty() => IdSource::Idempotent(key.to_owned()),
         _ => IdSource::Random,
@@ -147,7 +152,9 @@ fn authenticate<'g>(
 ) -> Result<([u8; 32], &'g Grant), Rejection> {
     let value = headers
         .get(header::AUTHORIZATION)
-        .ok_or(Rejection::Unauthorized("missing Authorization: Bearer <key>"))?;
+        .ok_or(Rejection::Unauthorized(
+            "missing Authorization: Bearer <key>",
+        ))?;
     let key = value
         .to_str()
         .ok()
@@ -168,7 +175,11 @@ fn authenticate<'g>(
     Ok((hash, grant))
 }
 
-async fn read_body(gateway: &Gateway, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Rejection> {
+async fn read_body(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Vec<u8>, Rejection> {
     let max = gateway.settings.max_body_bytes;
     let too_large = || Rejection::TooLarge(format!("the body is larger than {max} bytes"));
     let declared = headers

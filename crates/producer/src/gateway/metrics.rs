@@ -1,9 +1,7 @@
 //! The gateway's Prometheus metrics. Labels are bounded: routes are the
 //! fixed paths, statuses the handful the gateway answers, reasons a closed set.
 
-use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
 #[derive(Debug, Clone)]
 pub struct GatewayMetrics {

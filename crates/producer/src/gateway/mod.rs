@@ -185,5 +185,9 @@ async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(serde_json::json!({ "ready": up, "broker": up }))).into_response()
+    (
+        status,
+        Json(serde_json::json!({ "ready": up, "broker": up })),
+    )
+        .into_response()
 }
