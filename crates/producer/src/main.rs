@@ -141,7 +141,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
-    let default_metrics = ([127, 0, 0, 1], 9465).into();
+    let default_metrics = ([127, 0, 0, 1], 9467).into();
     run_service(
         "centile-gateway",
         config.as_deref(),
