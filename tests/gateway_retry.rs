@@ -1,15 +1,20 @@
 //! A client whose request timed out retries it, and nothing is counted
-//! twice: the broker is frozen while two requests are in flight, so they
-//! time out with 503 although their events were already on the way; after
-//! the broker thaws the client retries, once with its own event ids and once
-//! with the same `Idempotency-Key`. The topic then holds both copies, and
-//! ClickHouse counts each event once.
+//! twice. The broker is frozen while two requests are in flight, so both
+//! time out with 503 although their events are already on the way; after
+//! the broker thaws and acknowledges them, the client retries:
+//! - through the same gateway, with the same `Idempotency-Key`: the gateway
+//!   knows the ids were acknowledged and publishes nothing again;
+//! - through a second gateway (as behind a load balancer), with its own
+//!   event ids: a second copy is published, and the pipeline collapses it.
+//!
+//! The topic then holds exactly the expected duplicates, and ClickHouse
+//! counts each event once.
 
 use std::{collections::BTreeSet, time::Duration};
 
 use centile::{
-    gateway_kit::TestGateway,
-    testkit::{eventually, now_ms, PrivateBroker, TestEnv},
+    gateway_kit::{Answer, TestGateway},
+    testkit::{eventually, metric_value, now_ms, PrivateBroker, TestEnv},
 };
 use serde_json::{json, Value};
 
@@ -31,13 +36,32 @@ fn call(at: i64, id: Option<String>) -> Value {
     event
 }
 
-fn ids(answer: &centile::gateway_kit::Answer) -> Vec<String> {
+fn ids(answer: &Answer) -> Vec<String> {
     answer.body["event_ids"]
         .as_array()
         .expect("ids")
         .iter()
         .map(|v| v.as_str().expect("id").to_owned())
         .collect()
+}
+
+/// Retries like a client: again after each 503 (the gateway answers 503
+/// while an earlier attempt with the same ids is still settling).
+async fn retry(gateway: &TestGateway, events: &Value, headers: &[(&str, &str)]) -> Answer {
+    eventually("a 202 for the retry", Duration::from_secs(60), || async {
+        let answer = gateway
+            .post(
+                "latency",
+                Some(KEY),
+                "application/json",
+                events.to_string(),
+                headers,
+            )
+            .await;
+        assert!(matches!(answer.status, 202 | 503), "{answer:?}");
+        (answer.status == 202).then_some(answer)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,20 +99,17 @@ async fn retrying_after_a_timeout_never_counts_twice() {
     );
     let generated = Value::Array((0..20).map(|i| call(base + 40 + i, None)).collect());
     let idempotency = [("Idempotency-Key", "request-7f3a")];
-    let post_generated = || {
+
+    broker.pause();
+    let (first_own, first_generated) = tokio::join!(
+        gateway.post_json("latency", KEY, &own_ids),
         gateway.post(
             "latency",
             Some(KEY),
             "application/json",
             generated.to_string(),
-            &idempotency,
+            &idempotency
         )
-    };
-
-    broker.pause();
-    let (first_own, first_generated) = tokio::join!(
-        gateway.post_json("latency", KEY, &own_ids),
-        post_generated()
     );
     assert_eq!(first_own.status, 503, "{:?}", first_own.body);
     assert_eq!(first_generated.status, 503, "{:?}", first_generated.body);
@@ -96,28 +117,39 @@ async fn retrying_after_a_timeout_never_counts_twice() {
     broker.resume();
     gateway.wait_ready(Duration::from_secs(60)).await;
 
-    let retry_own = gateway.post_json("latency", KEY, &own_ids).await;
-    assert_eq!(retry_own.status, 202, "{:?}", retry_own.body);
-    let retry_generated = post_generated().await;
-    assert_eq!(retry_generated.status, 202, "{:?}", retry_generated.body);
-    let generated_ids = ids(&retry_generated);
+    let retried_generated = retry(&gateway, &generated, &idempotency).await;
+    let generated_ids = ids(&retried_generated);
+    let distinct: BTreeSet<String> = generated_ids.iter().cloned().collect();
+    assert_eq!(distinct.len(), 20);
+    let again = retry(&gateway, &generated, &idempotency).await;
     assert_eq!(
         generated_ids,
-        ids(&post_generated().await),
+        ids(&again),
         "the same Idempotency-Key gives the same ids"
     );
-    let distinct: BTreeSet<String> = generated_ids.into_iter().collect();
-    assert_eq!(distinct.len(), 20);
+    let scrape = gateway.service.metrics().await;
+    assert_eq!(
+        metric_value(
+            &scrape,
+            "centile_gateway_events_deduplicated_total{kind=\"latency\"}"
+        ),
+        Some(40.0),
+        "both retries were answered from the acknowledged ids"
+    );
 
-    // The first attempts did land: the topic holds duplicates.
+    let second = TestGateway::start(&env, &[(KEY, TENANT)], &[]).await;
+    let retried_own = retry(&second, &own_ids, &[]).await;
+    assert_eq!(
+        ids(&retried_own),
+        (0..20).map(|i| format!("own-{i}")).collect::<Vec<_>>()
+    );
+
+    // 20 control + 20 + 20 first attempts, which did land, + 20 copies
+    // published by the second gateway.
     let on_topic = env
         .read_topic(&env.config.topics.latency, Duration::from_secs(4))
         .len();
-    println!("messages on the topic: {on_topic} for 60 distinct events");
-    assert!(
-        on_topic > 80,
-        "the timed-out attempts reached the broker ({on_topic})"
-    );
+    assert_eq!(on_topic, 80, "the timed-out attempts reached the broker");
 
     let minute = base / 60_000 * 60;
     let sql = format!(

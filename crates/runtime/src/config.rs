@@ -361,6 +361,12 @@ pub struct GatewayConfig {
     /// `Retry-After` for 503 answers.
     #[serde(with = "humantime_serde")]
     pub retry_after: Duration,
+    /// How long acknowledged event ids are remembered, so a retried request
+    /// does not publish them again.
+    #[serde(with = "humantime_serde")]
+    pub dedup_window: Duration,
+    /// At most this many remembered ids (about 60 bytes each); 0 disables.
+    pub dedup_capacity: usize,
     /// A file of API keys: one `<sha256-hex> <tenant> [rate]` per line.
     pub keys_file: Option<PathBuf>,
     /// More API keys: SHA-256 hex of the key to `tenant` or `tenant@rate`.
@@ -379,6 +385,8 @@ impl Default for GatewayConfig {
             ack_timeout: Duration::from_secs(10),
             max_in_flight_bytes: 64 * 1024 * 1024,
             retry_after: Duration::from_secs(1),
+            dedup_window: Duration::from_secs(600),
+            dedup_capacity: 1_000_000,
             keys_file: None,
             keys: BTreeMap::new(),
             rate: "1000/s".into(),

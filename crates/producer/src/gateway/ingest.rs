@@ -13,7 +13,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use centile_events::Event;
-use tokio::sync::SemaphorePermit;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::{
     answer::{Accepted, Rejection},
@@ -21,6 +21,7 @@ use super::{
     fields::{events, EventKind, Intake, Refusal},
     ids::IdSource,
     keys::{hash_key, Grant},
+    recent::{id_key, Claim, IdKey},
     Gateway,
 };
 use crate::epoch_ms;
@@ -89,7 +90,7 @@ async fn handle(
 }
 
 async fn accept(
-    gateway: &Gateway,
+    gateway: &Arc<Gateway>,
     kind: EventKind,
     headers: &HeaderMap,
     body: Body,
@@ -139,7 +140,7 @@ async fn accept(
         },
         Refusal::Invalid(problems) => Rejection::Invalid(problems),
     })?;
-    publish(gateway, &events).await?;
+    publish(gateway, kind, &grant.tenant, &events).await?;
     Ok(Accepted {
         accepted: events.len(),
         event_ids: events.iter().map(|e| e.event_id().to_owned()).collect(),
@@ -202,38 +203,79 @@ fn unavailable(gateway: &Gateway, reason: impl Into<String>) -> Rejection {
     }
 }
 
-/// Reserves in-flight room, publishes, and waits for every acknowledgement
-/// until the deadline.
-async fn publish(gateway: &Gateway, events: &[Event]) -> Result<(), Rejection> {
-    let messages = gateway.publisher.messages(events).await.map_err(|e| {
+/// Publishes the events the broker has not acknowledged through this
+/// gateway yet, and waits for every acknowledgement until the deadline.
+/// The send runs as its own task that holds the in-flight reservation until
+/// the producer settles, so a request answered 503 at the deadline still
+/// records its ids once they are acknowledged, and a retry finds them.
+async fn publish(
+    gateway: &Arc<Gateway>,
+    kind: EventKind,
+    tenant: &str,
+    events: &[Event],
+) -> Result<(), Rejection> {
+    let all_keys: Vec<IdKey> = events
+        .iter()
+        .map(|e| id_key(tenant, e.event_id()))
+        .collect();
+    let fresh_positions = match gateway.recent.claim(&all_keys, Instant::now()) {
+        Claim::Busy => {
+            return Err(unavailable(
+                gateway,
+                "an earlier request with some of these event ids is still awaiting acknowledgement; retry",
+            ))
+        }
+        Claim::Publish(positions) => positions,
+    };
+    let repeated = events.len() - fresh_positions.len();
+    if repeated > 0 {
+        gateway
+            .metrics
+            .deduplicated
+            .with_label_values(&[kind.label()])
+            .inc_by(repeated as u64);
+    }
+    if fresh_positions.is_empty() {
+        return Ok(());
+    }
+    let fresh: Vec<Event> = fresh_positions.iter().map(|i| events[*i].clone()).collect();
+    let claimed = Claimed {
+        gateway: gateway.clone(),
+        keys: fresh_positions.iter().map(|i| all_keys[*i]).collect(),
+        settled: false,
+    };
+    let messages = gateway.publisher.messages(&fresh).await.map_err(|e| {
         tracing::warn!(error = %e, "cannot frame events");
         unavailable(gateway, format!("cannot frame events: {e}"))
     })?;
     let bytes: usize = messages.iter().map(|m| m.payload.len() + 64).sum();
-    let _permit = reserve(gateway, bytes)?;
+    let permit = reserve(gateway, bytes)?;
     gateway.metrics.in_flight_bytes.add(bytes as i64);
-    let started = Instant::now();
-    let sent = tokio::time::timeout(
-        gateway.settings.ack_timeout,
-        gateway.publisher.send_messages(&messages),
-    )
-    .await;
-    gateway.metrics.in_flight_bytes.sub(bytes as i64);
-    match sent {
-        Ok(Ok(())) => {
-            gateway
+    let sender = gateway.clone();
+    let send = tokio::spawn(async move {
+        let started = Instant::now();
+        let result = sender.publisher.send_messages(&messages).await;
+        claimed.settle(result.is_ok());
+        if result.is_ok() {
+            sender
                 .metrics
                 .ack_duration
                 .observe(started.elapsed().as_secs_f64());
-            Ok(())
         }
-        Ok(Err(e)) => {
+        sender.metrics.in_flight_bytes.sub(bytes as i64);
+        drop(permit);
+        result
+    });
+    match tokio::time::timeout(gateway.settings.ack_timeout, send).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(e))) => {
             tracing::warn!(error = %e, "broker did not acknowledge");
             Err(unavailable(
                 gateway,
                 "the broker did not acknowledge every event; retry with the same event ids",
             ))
         }
+        Ok(Err(e)) => Err(unavailable(gateway, format!("publishing failed: {e}"))),
         Err(_) => Err(unavailable(
             gateway,
             "the broker did not acknowledge in time; retry with the same event ids",
@@ -241,12 +283,41 @@ async fn publish(gateway: &Gateway, events: &[Event]) -> Result<(), Rejection> {
     }
 }
 
-fn reserve(gateway: &Gateway, bytes: usize) -> Result<SemaphorePermit<'_>, Rejection> {
+/// Ids marked pending by a request; released if the request ends before
+/// its send settles (a dropped connection, a refusal), so they never stay
+/// pending forever.
+struct Claimed {
+    gateway: Arc<Gateway>,
+    keys: Vec<IdKey>,
+    settled: bool,
+}
+
+impl Claimed {
+    fn settle(mut self, acknowledged: bool) {
+        self.gateway
+            .recent
+            .settle(&self.keys, acknowledged, Instant::now());
+        self.settled = true;
+    }
+}
+
+impl Drop for Claimed {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.gateway
+                .recent
+                .settle(&self.keys, false, Instant::now());
+        }
+    }
+}
+
+fn reserve(gateway: &Gateway, bytes: usize) -> Result<OwnedSemaphorePermit, Rejection> {
     let kib = u32::try_from(bytes.div_ceil(1024))
         .unwrap_or(u32::MAX)
         .clamp(1, gateway.in_flight_kib);
     gateway
         .in_flight
-        .try_acquire_many(kib)
+        .clone()
+        .try_acquire_many_owned(kib)
         .map_err(|_| unavailable(gateway, "too many events awaiting acknowledgement"))
 }

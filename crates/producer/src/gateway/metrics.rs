@@ -8,6 +8,7 @@ pub struct GatewayMetrics {
     pub requests: IntCounterVec,
     pub accepted: IntCounterVec,
     pub rejected: IntCounterVec,
+    pub deduplicated: IntCounterVec,
     pub duration: HistogramVec,
     pub ack_duration: Histogram,
     pub queue_messages: IntGauge,
@@ -43,6 +44,13 @@ impl GatewayMetrics {
                 ),
                 &["kind", "reason"],
             )?,
+            deduplicated: IntCounterVec::new(
+                Opts::new(
+                    "centile_gateway_events_deduplicated_total",
+                    "Events of accepted requests not published again: the broker had already acknowledged their ids.",
+                ),
+                &["kind"],
+            )?,
             duration: HistogramVec::new(
                 HistogramOpts::new(
                     "centile_gateway_request_duration_seconds",
@@ -74,6 +82,7 @@ impl GatewayMetrics {
         registry.register(Box::new(metrics.requests.clone()))?;
         registry.register(Box::new(metrics.accepted.clone()))?;
         registry.register(Box::new(metrics.rejected.clone()))?;
+        registry.register(Box::new(metrics.deduplicated.clone()))?;
         registry.register(Box::new(metrics.duration.clone()))?;
         registry.register(Box::new(metrics.ack_duration.clone()))?;
         registry.register(Box::new(metrics.queue_messages.clone()))?;

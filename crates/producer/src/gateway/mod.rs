@@ -18,6 +18,7 @@ mod openapi;
 mod probe;
 mod problem;
 mod rate;
+mod recent;
 
 use std::{
     sync::{atomic::AtomicBool, Arc},
@@ -42,6 +43,7 @@ pub use keys::{hash_key, Grant, KeyStore};
 pub use metrics::GatewayMetrics;
 pub use openapi::OPENAPI_JSON;
 pub use rate::{Rate, RateLimiter, TokenBucket};
+pub use recent::{id_key, Claim, RecentIds};
 
 use crate::{EventPublisher, ProducerError};
 
@@ -72,7 +74,8 @@ pub struct Gateway {
     keys: KeyStore,
     limiter: RateLimiter,
     /// Free in-flight capacity, one permit per KiB of encoded events.
-    in_flight: Semaphore,
+    in_flight: Arc<Semaphore>,
+    recent: RecentIds,
     in_flight_kib: u32,
     settings: GatewayConfig,
     limits: Limits,
@@ -108,7 +111,11 @@ impl Gateway {
             default_rate,
         )?;
         let mut producer_settings = config.clone();
-        producer_settings.kafka.delivery_timeout = settings.ack_timeout;
+        // Past the request deadline the producer keeps trying until its own
+        // delivery timeout; the ids stay pending meanwhile, so a retry waits
+        // for the outcome instead of publishing a second copy.
+        producer_settings.kafka.delivery_timeout =
+            config.kafka.delivery_timeout.max(settings.ack_timeout);
         producer_settings
             .kafka
             .extra
@@ -123,7 +130,8 @@ impl Gateway {
             publisher,
             keys,
             limiter: RateLimiter::default(),
-            in_flight: Semaphore::new(in_flight_kib as usize),
+            in_flight: Arc::new(Semaphore::new(in_flight_kib as usize)),
+            recent: RecentIds::new(settings.dedup_window, settings.dedup_capacity),
             in_flight_kib,
             limits: Limits::default(),
             admission: config.admission.admission(),
