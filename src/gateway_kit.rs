@@ -53,14 +53,20 @@ impl TestGateway {
 
     /// Waits until `/readyz` answers 200.
     pub async fn wait_ready(&self, timeout: Duration) {
-        eventually("the gateway to be ready", timeout, || async {
+        self.wait_readyz(200, timeout).await;
+    }
+
+    /// Waits until `/readyz` answers `status` (503 once the broker is gone).
+    pub async fn wait_readyz(&self, status: u16, timeout: Duration) {
+        let what = format!("the gateway's /readyz to answer {status}");
+        eventually(&what, timeout, || async {
             let response = self
                 .http
                 .get(format!("{}/readyz", self.url))
                 .send()
                 .await
                 .ok()?;
-            (response.status() == 200).then_some(())
+            (response.status() == status).then_some(())
         })
         .await;
     }

@@ -76,6 +76,18 @@ fn ndjson(events: &[Value]) -> String {
     events.iter().map(|e| e.to_string() + "\n").collect()
 }
 
+/// Polls `sql` until its single row satisfies `done`, and returns it.
+async fn row_once<T>(env: &TestEnv, sql: &str, what: &str, done: impl Fn(&T) -> bool) -> T
+where
+    T: clickhouse::RowOwned + clickhouse::RowRead,
+{
+    eventually(what, Duration::from_secs(90), || async {
+        let row = env.clickhouse().query(sql).fetch_one::<T>().await.ok()?;
+        done(&row).then_some(row)
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn posted_events_of_every_shape_reach_the_views_exactly_once() {
     let env = TestEnv::new("gw_ingest");
@@ -166,18 +178,11 @@ async fn posted_events_of_every_shape_reach_the_views_exactly_once() {
         "SELECT toUInt64(sum(call_count)), toUInt64(sum(error_count)), toUInt64(sum(total_output_tokens)) \
          FROM latency_hourly WHERE tenant_id = '{TENANT}' AND window_start = toDateTime({hour})"
     );
-    let (calls, errors, output_tokens) = eventually(
+    let (calls, errors, output_tokens): (u64, u64, u64) = row_once(
+        &env,
+        &latency_sql,
         "81 calls in latency_hourly",
-        Duration::from_secs(90),
-        || async {
-            let row = env
-                .clickhouse()
-                .query(&latency_sql)
-                .fetch_one::<(u64, u64, u64)>()
-                .await
-                .ok()?;
-            (row.0 == 81).then_some(row)
-        },
+        |r: &(u64, u64, u64)| r.0 == 81,
     )
     .await;
     assert_eq!(calls, 81);
@@ -188,18 +193,11 @@ async fn posted_events_of_every_shape_reach_the_views_exactly_once() {
         "SELECT toUInt64(sum(request_count)), toUInt64(sum(total_output_tokens)), toString(sum(total_cost_usd)) \
          FROM usage_hourly WHERE tenant_id = '{TENANT}' AND window_start = toDateTime({hour})"
     );
-    let (requests, usage_tokens, cost) = eventually(
+    let (requests, usage_tokens, cost): (u64, u64, String) = row_once(
+        &env,
+        &usage_sql,
         "30 requests in usage_hourly",
-        Duration::from_secs(90),
-        || async {
-            let row = env
-                .clickhouse()
-                .query(&usage_sql)
-                .fetch_one::<(u64, u64, String)>()
-                .await
-                .ok()?;
-            (row.0 == 30).then_some(row)
-        },
+        |r: &(u64, u64, String)| r.0 == 30,
     )
     .await;
     assert_eq!(requests, 30);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use centile::{
     gateway_kit::TestGateway,
-    testkit::{eventually, metric_value, now_ms, PrivateBroker, TestEnv},
+    testkit::{metric_value, now_ms, PrivateBroker, TestEnv},
 };
 use centile_events::{decode, Decoded, Schemas};
 use rdkafka::Message;
@@ -268,16 +268,7 @@ async fn with_the_broker_stopped_requests_get_503_and_publish_nothing() {
     assert_eq!(answer.status, 202, "{:?}", answer.body);
 
     broker.stop();
-    eventually("the gateway to notice", Duration::from_secs(30), || async {
-        let response = gateway
-            .http
-            .get(format!("{}/readyz", gateway.url))
-            .send()
-            .await
-            .ok()?;
-        (response.status() == 503).then_some(())
-    })
-    .await;
+    gateway.wait_readyz(503, Duration::from_secs(30)).await;
     let answer = gateway
         .post_json("latency", KEY, &calls("rejected-503", 3))
         .await;
