@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the pure hot paths: Avro encode/decode of a
-//! latency event, and the windowing engine's ingest and flush.
+//! latency event, the windowing engine's ingest and flush, and the
+//! gateway's per-request work (JSON parsing, validation, Avro encoding).
 //!
 //! `cargo bench --bench engine`
 
@@ -77,5 +78,67 @@ fn engine(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, codec, engine);
+fn gateway(c: &mut Criterion) {
+    use centile_events::Admission;
+    use centile_producer::gateway::{
+        body::{split, BodyFormat},
+        fields::{events as to_events, EventKind, Intake},
+        id_key,
+        ids::IdSource,
+    };
+    let batch = events(100);
+    let json: Vec<serde_json::Value> = batch
+        .iter()
+        .map(|e| match e {
+            Event::Latency(e) => {
+                let mut v = serde_json::to_value(e).expect("json");
+                v.as_object_mut().expect("object").remove("tenant_id");
+                v["occurred_at"] = serde_json::json!(T0);
+                v
+            }
+            Event::Usage(_) => unreachable!(),
+        })
+        .collect();
+    let body = serde_json::Value::Array(json).to_string();
+    let limits = Limits::default();
+    let schemas = Schemas::new();
+    let intake = Intake {
+        tenant: "bench",
+        arrived_at: T0,
+        limits: &limits,
+        admission: Admission::default(),
+        ids: &IdSource::Random,
+    };
+    let mut group = c.benchmark_group("gateway");
+    group.throughput(Throughput::Elements(100));
+    group.bench_function("parse_and_validate_100_events", |b| {
+        b.iter(|| {
+            let objects = split(BodyFormat::Json, body.as_bytes(), 5_000).expect("valid");
+            to_events(EventKind::Latency, &objects, &intake).expect("valid")
+        })
+    });
+    let parsed = to_events(
+        EventKind::Latency,
+        &split(BodyFormat::Json, body.as_bytes(), 5_000).expect("valid"),
+        &intake,
+    )
+    .expect("valid");
+    group.bench_function("encode_and_key_100_events", |b| {
+        b.iter(|| {
+            parsed
+                .iter()
+                .map(|e| {
+                    let Event::Latency(l) = e else { unreachable!() };
+                    (
+                        id_key("bench", e.event_id()),
+                        encode(&schemas, &Decoded::Latency(l.clone())),
+                    )
+                })
+                .count()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, codec, engine, gateway);
 criterion_main!(benches);

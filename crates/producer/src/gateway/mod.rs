@@ -8,15 +8,15 @@
 //! else is ever published for a refused request.
 
 mod answer;
-mod body;
-mod fields;
-mod ids;
+pub mod body;
+pub mod fields;
+pub mod ids;
 mod ingest;
 mod keys;
 mod metrics;
 mod openapi;
 mod probe;
-mod problem;
+pub mod problem;
 mod rate;
 mod recent;
 
