@@ -111,17 +111,25 @@ impl Latency<'_> {
 #[derive(Debug, Clone)]
 pub struct LatencyBuilder(LatencyEvent);
 
-impl LatencyBuilder {
-    /// Sets the id; reuse it when re-sending, so the event counts once.
-    pub fn event_id(mut self, id: impl Into<String>) -> Self {
-        self.0.event_id = id.into();
-        self
-    }
+/// The setters both builders share.
+macro_rules! id_and_time {
+    () => {
+        /// Sets the id; reuse it when re-sending, so the event counts once.
+        pub fn event_id(mut self, id: impl Into<String>) -> Self {
+            self.0.event_id = id.into();
+            self
+        }
 
-    pub fn occurred_at(mut self, time: SystemTime) -> Self {
-        self.0.occurred_at = epoch_ms(time);
-        self
-    }
+        /// Sets the event time (default: when `.event()` was called).
+        pub fn occurred_at(mut self, time: SystemTime) -> Self {
+            self.0.occurred_at = epoch_ms(time);
+            self
+        }
+    };
+}
+
+impl LatencyBuilder {
+    id_and_time!();
 
     pub fn parameter(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.0.parameters.insert(name.into(), value.into());
@@ -168,16 +176,7 @@ impl Usage<'_> {
 pub struct UsageBuilder(UsageEvent);
 
 impl UsageBuilder {
-    /// Sets the id; reuse it when re-sending, so the event counts once.
-    pub fn event_id(mut self, id: impl Into<String>) -> Self {
-        self.0.event_id = id.into();
-        self
-    }
-
-    pub fn occurred_at(mut self, time: SystemTime) -> Self {
-        self.0.occurred_at = epoch_ms(time);
-        self
-    }
+    id_and_time!();
 
     pub fn user(mut self, user_id: impl Into<String>) -> Self {
         self.0.user_id = Some(user_id.into());
