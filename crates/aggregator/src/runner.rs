@@ -19,9 +19,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use centile_events::{
-    encode, Admission, DecodeError, Decoded, Limits, ParameterHasher, Schemas, Watermark,
-};
+use centile_events::{encode, Admission, DecodeError, Decoded, Limits, ParameterHasher, Watermark};
 use centile_runtime::{
     kafka::{
         all_partitions, close_consumer, consumer_config, ensure_centile_topics, producer_config,
@@ -66,7 +64,7 @@ type Partitioned<T> = HashMap<(String, i32), T>;
 struct Runner<'a> {
     config: &'a Config,
     metrics: &'a AggregatorMetrics,
-    schemas: Schemas,
+    /// Decodes input (both framings) and encodes output panes.
     resolver: SchemaResolver,
     limits: Limits,
     admission: Admission,
@@ -120,7 +118,6 @@ pub async fn run(
     let mut runner = Runner {
         config,
         metrics,
-        schemas: Schemas::new(),
         resolver: SchemaResolver::new(&config.schema_registry)?,
         limits: Limits::default(),
         admission: config.admission.admission(),
@@ -374,16 +371,18 @@ impl Runner<'_> {
     }
 
     fn pane_messages<'p>(&self, panes: impl IntoIterator<Item = &'p Decoded>) -> Vec<OutMessage> {
-        panes
-            .into_iter()
-            .map(|pane| OutMessage {
-                topic: self.config.topics.rollups.clone(),
-                partition: None,
-                key: Some(pane.partition_key()),
-                payload: encode(&self.schemas, pane),
-                headers: Vec::new(),
-            })
-            .collect()
+        self.resolver.with_schemas(|schemas| {
+            panes
+                .into_iter()
+                .map(|pane| OutMessage {
+                    topic: self.config.topics.rollups.clone(),
+                    partition: None,
+                    key: Some(pane.partition_key()),
+                    payload: encode(schemas, pane),
+                    headers: Vec::new(),
+                })
+                .collect()
+        })
     }
 
     /// One record per moved partition for every rollup partition, so each
@@ -425,7 +424,9 @@ impl Runner<'_> {
                 next_offset: p.next_offset,
                 emitted_at,
             });
-            let payload = encode(&self.schemas, &record);
+            let payload = self
+                .resolver
+                .with_schemas(|schemas| encode(schemas, &record));
             for partition in 0..self.rollup_partitions {
                 messages.push(OutMessage {
                     topic: self.config.topics.rollups.clone(),

@@ -7,14 +7,22 @@
 
 use std::{
     collections::HashMap,
-    sync::{Mutex, RwLock},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Mutex, RwLock,
+    },
     time::{Duration, Instant},
 };
 
 use centile_events::{confluent_schema_id, decode, DecodeError, Decoded, SchemaKind, Schemas};
 use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
 
-use crate::{config::SchemaRegistryConfig, RuntimeError, Secret};
+use crate::{
+    config::SchemaRegistryConfig,
+    retry::{with_backoff, Backoff},
+    RuntimeError, Secret,
+};
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
@@ -235,24 +243,40 @@ impl SchemaResolver {
     }
 
     async fn lookup(&self, registry: &SchemaRegistry, id: u32) -> Result<(), DecodeError> {
-        let mut wait = self.backoff;
-        let mut attempt = 1;
-        let avsc = loop {
-            match registry.schema(id).await {
-                Ok(Some(avsc)) => break avsc,
-                Ok(None) => return Err(DecodeError::UnknownSchemaId(id)),
-                Err(e) if e.is_transient() && attempt < self.attempts => {
-                    tracing::warn!(schema_id = id, attempt, error = %e, "schema registry lookup failed, retrying");
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
-                    attempt += 1;
+        // Only transient failures are retried; the last attempt cancels
+        // `stop`, so its failure is returned instead of waited out.
+        let tries = AtomicU32::new(0);
+        let stop = CancellationToken::new();
+        let backoff = Backoff {
+            initial: self.backoff,
+            max: self.backoff.saturating_mul(1 << self.attempts.min(16)),
+        };
+        let answer = with_backoff(
+            backoff,
+            &stop,
+            &format!("schema registry lookup of id {id}"),
+            |_| {},
+            || {
+                if tries.fetch_add(1, Ordering::Relaxed) + 1 >= self.attempts {
+                    stop.cancel();
                 }
-                Err(e) => {
-                    return Err(DecodeError::RegistryUnavailable {
-                        schema_id: id,
-                        reason: format!("{e} (after {attempt} attempts)"),
-                    })
+                async move {
+                    match registry.schema(id).await {
+                        Err(e) if e.is_transient() => Err(e),
+                        settled => Ok(settled),
+                    }
                 }
+            },
+        )
+        .await;
+        let avsc = match answer {
+            Ok(Ok(Some(avsc))) => avsc,
+            Ok(Ok(None)) => return Err(DecodeError::UnknownSchemaId(id)),
+            Ok(Err(e)) | Err(e) => {
+                return Err(DecodeError::RegistryUnavailable {
+                    schema_id: id,
+                    reason: format!("{e} (after {} attempts)", tries.load(Ordering::Relaxed)),
+                })
             }
         };
         let refused = |reason: String| DecodeError::RegistrySchemaRefused {
