@@ -96,17 +96,31 @@ impl EventPublisher {
     }
 
     async fn message(&self, index: usize, event: &Event) -> Result<OutMessage, ProducerError> {
+        let checked = match event {
+            Event::Latency(e) => e.validate(&self.limits),
+            Event::Usage(e) => e.validate(&self.limits),
+        };
+        checked.map_err(|error| ProducerError::Invalid { index, error })?;
+        self.frame(event.clone()).await
+    }
+
+    /// Frames events the caller has already checked with the same value
+    /// rules (the gateway does, to list every problem of a request).
+    pub(crate) async fn frame_all(
+        &self,
+        events: Vec<Event>,
+    ) -> Result<Vec<OutMessage>, ProducerError> {
+        let mut messages = Vec::with_capacity(events.len());
+        for event in events {
+            messages.push(self.frame(event).await?);
+        }
+        Ok(messages)
+    }
+
+    async fn frame(&self, event: Event) -> Result<OutMessage, ProducerError> {
         let (topic, decoded) = match event {
-            Event::Latency(e) => {
-                e.validate(&self.limits)
-                    .map_err(|error| ProducerError::Invalid { index, error })?;
-                (&self.latency_topic, Decoded::Latency(e.clone()))
-            }
-            Event::Usage(e) => {
-                e.validate(&self.limits)
-                    .map_err(|error| ProducerError::Invalid { index, error })?;
-                (&self.usage_topic, Decoded::Usage(e.clone()))
-            }
+            Event::Latency(e) => (&self.latency_topic, Decoded::Latency(e)),
+            Event::Usage(e) => (&self.usage_topic, Decoded::Usage(e)),
         };
         let framing = self.framing(topic, &decoded).await?;
         Ok(OutMessage {

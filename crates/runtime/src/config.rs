@@ -352,7 +352,8 @@ pub struct GatewayConfig {
     /// Requests with more events are refused with 413.
     pub max_batch_events: usize,
     /// How long a request may wait for the broker's acknowledgements before
-    /// it is answered 503; also the producer's delivery timeout.
+    /// it is answered 503; the producer keeps trying until
+    /// `kafka.delivery_timeout` (at least this long).
     #[serde(with = "humantime_serde")]
     pub ack_timeout: Duration,
     /// Encoded bytes waiting for acknowledgement across all requests; a

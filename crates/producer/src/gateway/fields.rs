@@ -91,9 +91,11 @@ pub fn events(
             object,
             problems: Vec::new(),
         };
-        match reader.tenant(intake.tenant) {
-            Some(tenant) if tenant != intake.tenant => foreign.push(index),
-            _ => {}
+        if reader
+            .optional_string("tenant_id")
+            .is_some_and(|named| named != intake.tenant)
+        {
+            foreign.push(index);
         }
         let event = match kind {
             EventKind::Latency => Event::Latency(reader.latency(intake)),
@@ -163,11 +165,6 @@ impl Reader<'_> {
                 None
             }
         }
-    }
-
-    fn tenant(&mut self, key_tenant: &str) -> Option<String> {
-        self.optional_string("tenant_id")
-            .or(Some(key_tenant.to_owned()))
     }
 
     fn integer(&mut self, field: &str) -> i64 {

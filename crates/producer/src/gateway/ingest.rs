@@ -2,7 +2,7 @@
 //! to the producer until every event of the request has passed them all.
 
 use std::{
-    sync::{atomic::Ordering, Arc},
+    sync::Arc,
     time::{Instant, SystemTime},
 };
 
@@ -119,7 +119,7 @@ async fn accept(
         }
     })?;
     *events_seen = objects.len();
-    if !gateway.broker_up.load(Ordering::Relaxed) {
+    if !gateway.readiness.is_ready() {
         return Err(unavailable(gateway, "the broker is unreachable"));
     }
     let ids = match headers.get(IDEMPOTENCY_KEY).and_then(|v| v.to_str().ok()) {
@@ -140,10 +140,11 @@ async fn accept(
         },
         Refusal::Invalid(problems) => Rejection::Invalid(problems),
     })?;
-    publish(gateway, kind, &grant.tenant, &events).await?;
+    let event_ids: Vec<String> = events.iter().map(|e| e.event_id().to_owned()).collect();
+    publish(gateway, kind, &grant.tenant, events).await?;
     Ok(Accepted {
-        accepted: events.len(),
-        event_ids: events.iter().map(|e| e.event_id().to_owned()).collect(),
+        accepted: event_ids.len(),
+        event_ids,
     })
 }
 
@@ -212,7 +213,7 @@ async fn publish(
     gateway: &Arc<Gateway>,
     kind: EventKind,
     tenant: &str,
-    events: &[Event],
+    events: Vec<Event>,
 ) -> Result<(), Rejection> {
     let all_keys: Vec<IdKey> = events
         .iter()
@@ -238,13 +239,19 @@ async fn publish(
     if fresh_positions.is_empty() {
         return Ok(());
     }
-    let fresh: Vec<Event> = fresh_positions.iter().map(|i| events[*i].clone()).collect();
+    let (keys, fresh): (Vec<IdKey>, Vec<Event>) = all_keys
+        .into_iter()
+        .zip(events)
+        .enumerate()
+        .filter(|(position, _)| fresh_positions.binary_search(position).is_ok())
+        .map(|(_, pair)| pair)
+        .unzip();
     let claimed = Claimed {
         gateway: gateway.clone(),
-        keys: fresh_positions.iter().map(|i| all_keys[*i]).collect(),
+        keys,
         settled: false,
     };
-    let messages = gateway.publisher.messages(&fresh).await.map_err(|e| {
+    let messages = gateway.publisher.frame_all(fresh).await.map_err(|e| {
         tracing::warn!(error = %e, "cannot frame events");
         unavailable(gateway, format!("cannot frame events: {e}"))
     })?;

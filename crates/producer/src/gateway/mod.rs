@@ -20,10 +20,7 @@ pub mod problem;
 mod rate;
 mod recent;
 
-use std::{
-    sync::{atomic::AtomicBool, Arc},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     extract::State,
@@ -80,14 +77,14 @@ pub struct Gateway {
     settings: GatewayConfig,
     limits: Limits,
     admission: Admission,
-    broker_up: AtomicBool,
+    /// Ready while the broker answers (set by the probe).
     readiness: Readiness,
     metrics: GatewayMetrics,
 }
 
 impl Gateway {
-    /// Builds the gateway: loads keys, creates the producer (whose delivery
-    /// timeout is the request deadline) and registers metrics.
+    /// Builds the gateway: loads keys, creates the producer and registers
+    /// metrics.
     pub fn new(
         config: &Config,
         registry: &prometheus::Registry,
@@ -136,7 +133,6 @@ impl Gateway {
             limits: Limits::default(),
             admission: config.admission.admission(),
             settings,
-            broker_up: AtomicBool::new(false),
             readiness,
             metrics: GatewayMetrics::register(registry)?,
         })
@@ -187,7 +183,7 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response {
-    let up = gateway.broker_up.load(std::sync::atomic::Ordering::Relaxed);
+    let up = gateway.readiness.is_ready();
     let status = if up {
         StatusCode::OK
     } else {

@@ -1,10 +1,7 @@
 //! Broker health for readiness: requests are refused with 503 while the
 //! broker does not answer, rather than queued for a broker that is gone.
 
-use std::{
-    sync::{atomic::Ordering, Arc},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use rdkafka::producer::Producer;
 use tokio_util::sync::CancellationToken;
@@ -36,16 +33,15 @@ pub async fn watch_broker(gateway: Arc<Gateway>, stop: CancellationToken) {
         })
         .await
         .unwrap_or(false);
-        let was = gateway.broker_up.swap(up, Ordering::Relaxed);
-        if was != up {
+        if gateway.readiness.is_ready() != up {
             if up {
                 tracing::info!("broker reachable: accepting events");
             } else {
                 tracing::warn!("broker unreachable: answering 503");
             }
         }
-        gateway.metrics.broker_up.set(i64::from(up));
         gateway.readiness.set("kafka", up);
+        gateway.metrics.broker_up.set(i64::from(up));
         gateway
             .metrics
             .queue_messages
