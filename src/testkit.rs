@@ -55,6 +55,9 @@ impl TestEnv {
         let c = &self.config;
         let mut env: Vec<(String, String)> = [
             ("CENTILE_KAFKA_BROKERS", c.kafka.brokers.clone()),
+            // Explicit, so a test that wants group mode gets it even when
+            // the run exports the local stack's `all` (deploy/local/stack env).
+            ("CENTILE_KAFKA_ASSIGNMENT", assignment_name(c.kafka.assignment)),
             ("CENTILE_TOPIC_USAGE", c.topics.usage.clone()),
             ("CENTILE_TOPIC_LATENCY", c.topics.latency.clone()),
             ("CENTILE_TOPIC_ROLLUPS", c.topics.rollups.clone()),
@@ -429,6 +432,14 @@ impl Drop for CuttableProxy {
         self.accept.abort();
         self.cut();
     }
+}
+
+fn assignment_name(assignment: centile_runtime::Assignment) -> String {
+    match assignment {
+        centile_runtime::Assignment::Group => "group",
+        centile_runtime::Assignment::All => "all",
+    }
+    .to_owned()
 }
 
 /// A Tansu broker of a test's own, on sqlite storage in its own directory,

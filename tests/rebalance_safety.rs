@@ -15,6 +15,8 @@ use faults::{
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_moving_between_instances_lose_and_duplicate_nothing() {
     let mut env = TestEnv::new("rebalance");
+    // Group mode is what this test is about, whatever the run exports.
+    env.config.kafka.assignment = centile_runtime::Assignment::Group;
     // Six partitions per topic, so both instances always own some.
     env.config.topics.partitions = 6;
     env.set("CENTILE_TOPICS_PARTITIONS", "6");
