@@ -9,6 +9,7 @@ use prometheus::{
 pub struct AggregatorMetrics {
     pub events: IntCounterVec,
     pub rejected: IntCounterVec,
+    pub legacy_fingerprint_messages: IntCounterVec,
     pub late_events: IntCounter,
     pub duplicates: IntCounter,
     pub panes_emitted: IntCounterVec,
@@ -36,6 +37,13 @@ impl AggregatorMetrics {
                     "Raw messages skipped because they could not be decoded, validated or admitted (too_late, future); the sink dead-letters them. By reason.",
                 ),
                 &["reason"],
+            )?,
+            legacy_fingerprint_messages: IntCounterVec::new(
+                Opts::new(
+                    "centile_aggregator_legacy_fingerprint_messages_total",
+                    "Single-object messages whose header carries the schema fingerprint in the deprecated reversed byte order; still read during the deprecation window. By schema kind.",
+                ),
+                &["kind"],
             )?,
             late_events: IntCounter::new(
                 "centile_aggregator_late_events_total",
@@ -100,6 +108,7 @@ impl AggregatorMetrics {
         };
         registry.register(Box::new(metrics.events.clone()))?;
         registry.register(Box::new(metrics.rejected.clone()))?;
+        registry.register(Box::new(metrics.legacy_fingerprint_messages.clone()))?;
         registry.register(Box::new(metrics.late_events.clone()))?;
         registry.register(Box::new(metrics.duplicates.clone()))?;
         registry.register(Box::new(metrics.panes_emitted.clone()))?;

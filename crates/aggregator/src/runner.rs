@@ -14,12 +14,15 @@
 //! stands, so a graceful restart replays nothing.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::Arc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use centile_events::{encode, Admission, DecodeError, Decoded, Limits, ParameterHasher, Watermark};
+use centile_events::{
+    confluent_schema_id, decode_message, encode, Admission, DecodeError, Decoded, DecodedMessage,
+    LegacyFingerprint, Limits, ParameterHasher, Watermark,
+};
 use centile_runtime::{
     kafka::{
         all_partitions, close_consumer, consumer_config, ensure_centile_topics, producer_config,
@@ -82,6 +85,9 @@ struct Runner<'a> {
     published_watermark: Partitioned<i64>,
     checkpoints_refreshed: Instant,
     watermarks_refreshed: Instant,
+    /// Writer fingerprints already warned about for the deprecated reversed
+    /// byte order; only known writer schemas match, so this stays small.
+    legacy_warned: HashSet<[u8; 8]>,
 }
 
 /// Runs until `shutdown` is cancelled, then cuts, publishes and commits.
@@ -131,6 +137,7 @@ pub async fn run(
         published_watermark: HashMap::new(),
         checkpoints_refreshed: Instant::now(),
         watermarks_refreshed: Instant::now(),
+        legacy_warned: HashSet::new(),
     };
     let result = runner.consume(&consumer, &shutdown).await;
     readiness.set("kafka", false);
@@ -177,7 +184,7 @@ impl Runner<'_> {
                 message = consumer.recv() => match message {
                     Ok(message) => {
                         self.apply_changes()?;
-                        let decoded = self.resolver.decode(message.payload().unwrap_or_default()).await;
+                        let decoded = self.decode(message.payload().unwrap_or_default()).await;
                         self.ingest(&message, decoded);
                     }
                     Err(e) => tracing::warn!(error = %e, "kafka consumer error"),
@@ -186,6 +193,36 @@ impl Runner<'_> {
         }
         tracing::info!("cutting segments and publishing before exit");
         self.emit(consumer, &CancellationToken::new(), true).await
+    }
+
+    /// Decodes both framings. Confluent ids may need the registry; every
+    /// other message is decoded directly, so that a single-object header in
+    /// the legacy fingerprint byte order is reported.
+    async fn decode(&self, payload: &[u8]) -> Result<DecodedMessage, DecodeError> {
+        if confluent_schema_id(payload).is_some() {
+            let decoded = self.resolver.decode(payload).await;
+            return decoded.map(DecodedMessage::from);
+        }
+        self.resolver
+            .with_schemas(|schemas| decode_message(schemas, payload))
+    }
+
+    /// Counts a message framed with the deprecated reversed fingerprint
+    /// order, and warns once per writer schema.
+    fn note_legacy(&mut self, legacy: LegacyFingerprint, pos: &SourcePos<'_>) {
+        self.metrics
+            .legacy_fingerprint_messages
+            .with_label_values(&[legacy.kind.label()])
+            .inc();
+        if self.legacy_warned.insert(legacy.fingerprint) {
+            tracing::warn!(
+                kind = legacy.kind.label(),
+                topic = pos.topic,
+                partition = pos.partition,
+                offset = pos.offset,
+                "{legacy}"
+            );
+        }
     }
 
     /// Applies assignments and revocations in the order they happened.
@@ -252,7 +289,7 @@ impl Runner<'_> {
     fn ingest(
         &mut self,
         message: &rdkafka::message::BorrowedMessage<'_>,
-        decoded: Result<Decoded, DecodeError>,
+        decoded: Result<DecodedMessage, DecodeError>,
     ) {
         let pos = SourcePos {
             topic: message.topic(),
@@ -275,6 +312,12 @@ impl Runner<'_> {
             *seen = Instant::now();
         }
         let published_at = message.timestamp().to_millis();
+        let decoded = decoded.map(|d| {
+            if let Some(legacy) = d.legacy_fingerprint {
+                self.note_legacy(legacy, &pos);
+            }
+            d.message
+        });
         let admitted = decoded
             .and_then(|d| d.into_event(&self.limits))
             .and_then(|event| {

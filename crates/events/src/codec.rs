@@ -3,6 +3,9 @@
 //! Two framings share a topic and are told apart by their leading bytes:
 //! - Avro single-object encoding: `C3 01`, the 8-byte little-endian
 //!   CRC-64-AVRO fingerprint of the writer schema, then the Avro datum.
+//!   Headers with the fingerprint's bytes reversed (what Centile wrote
+//!   before issue 9) are still read during a deprecation window, and
+//!   [`decode_message`] reports them so services can count and warn.
 //! - Confluent wire format: `00`, a 4-byte big-endian schema-registry id,
 //!   then the Avro datum.
 
@@ -11,8 +14,9 @@ use std::io::Read;
 use apache_avro::{from_avro_datum, to_avro_datum, types::Value};
 
 use crate::{
-    schema::SchemaKind, value, DecodeError, Event, LatencyEvent, LatencyPane, Limits, Schemas,
-    UsageEvent, UsagePane, Validate, Watermark,
+    schema::{FingerprintOrder, SchemaKind},
+    value, DecodeError, Event, LatencyEvent, LatencyPane, Limits, Schemas, UsageEvent, UsagePane,
+    Validate, Watermark,
 };
 
 const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -87,6 +91,58 @@ impl Decoded {
     }
 }
 
+/// A decoded message and whether its header used the legacy fingerprint
+/// byte order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedMessage {
+    pub message: Decoded,
+    /// Set when the single-object header carried the writer schema's
+    /// fingerprint with its bytes reversed (deprecated; still read).
+    pub legacy_fingerprint: Option<LegacyFingerprint>,
+}
+
+impl From<Decoded> for DecodedMessage {
+    /// A message read in the specification's framing.
+    fn from(message: Decoded) -> Self {
+        Self {
+            message,
+            legacy_fingerprint: None,
+        }
+    }
+}
+
+/// A single-object header written in the deprecated, reversed fingerprint
+/// byte order. Displays as an explanation for the operator, fix included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LegacyFingerprint {
+    /// Which record the writer schema describes.
+    pub kind: SchemaKind,
+    /// The 8 fingerprint bytes as the producer wrote them.
+    pub written: [u8; 8],
+    /// The writer schema's fingerprint in the specification's order: what
+    /// the producer should write instead.
+    pub fingerprint: [u8; 8],
+}
+
+impl std::fmt::Display for LegacyFingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "a producer of {kind} messages uses the deprecated reversed fingerprint byte order in its \
+             Avro single-object header (wrote c301{written}, the specification's layout is c301{fingerprint}); \
+             it is still read during a deprecation window and will then be refused as an unknown \
+             fingerprint. Fix the producer: write C3 01, then the CRC-64-AVRO fingerprint of the \
+             schema's Parsing Canonical Form as the 8 little-endian bytes of the 64-bit value, \
+             as Java's BinaryMessageEncoder, Python avro's schema.fingerprint(\"CRC-64-AVRO\") and \
+             fastavro's bytes.fromhex(fingerprint(canonical_form, \"CRC-64-AVRO\")) do, or upgrade \
+             its Centile SDK",
+            kind = self.kind.name(),
+            written = hex::encode(self.written),
+            fingerprint = hex::encode(self.fingerprint),
+        )
+    }
+}
+
 /// Encodes with Avro single-object encoding.
 pub fn encode(schemas: &Schemas, message: &Decoded) -> Vec<u8> {
     encode_with(schemas, message, Framing::SingleObject)
@@ -114,11 +170,39 @@ pub fn encode_with(schemas: &Schemas, message: &Decoded, framing: Framing) -> Ve
 
 /// Decodes either framing into a typed message. Structural only: call
 /// [`crate::Validate::validate`] on events to enforce value rules.
+///
+/// Legacy (reversed) fingerprints are accepted silently; services use
+/// [`decode_message`] to learn about them.
 pub fn decode(schemas: &Schemas, bytes: &[u8]) -> Result<Decoded, DecodeError> {
-    let (fingerprint, datum) = split_header(schemas, bytes)?;
-    let writer = schemas
-        .writer(&fingerprint)
-        .ok_or_else(|| DecodeError::UnknownFingerprint(hex::encode(fingerprint)))?;
+    decode_message(schemas, bytes).map(|decoded| decoded.message)
+}
+
+/// Decodes either framing, and reports a single-object header that names
+/// its writer schema by the reversed (legacy) fingerprint byte order.
+pub fn decode_message(schemas: &Schemas, bytes: &[u8]) -> Result<DecodedMessage, DecodeError> {
+    let (header, datum) = split_header(bytes)?;
+    let (writer, legacy_fingerprint) = match header {
+        Header::SingleObject(written) => {
+            let (writer, fingerprint, order) = schemas
+                .writer_for_header(&written)
+                .ok_or_else(|| DecodeError::UnknownFingerprint(hex::encode(written)))?;
+            let legacy = (order == FingerprintOrder::LegacyReversed).then_some(LegacyFingerprint {
+                kind: writer.kind,
+                written,
+                fingerprint,
+            });
+            (writer, legacy)
+        }
+        Header::Confluent(id) => {
+            let fingerprint = schemas
+                .confluent_fingerprint(id)
+                .ok_or(DecodeError::UnknownSchemaId(id))?;
+            let writer = schemas
+                .writer(&fingerprint)
+                .ok_or_else(|| DecodeError::UnknownFingerprint(hex::encode(fingerprint)))?;
+            (writer, None)
+        }
+    };
     let mut input = EofGuard {
         rest: datum,
         read_past_end: false,
@@ -131,12 +215,16 @@ pub fn decode(schemas: &Schemas, bytes: &[u8]) -> Result<Decoded, DecodeError> {
     if !input.rest.is_empty() {
         return Err(DecodeError::TrailingBytes(input.rest.len()));
     }
-    Ok(match writer.kind {
+    let message = match writer.kind {
         SchemaKind::LatencyEvent => Decoded::Latency(value::latency_event_from_value(value)?),
         SchemaKind::UsageEvent => Decoded::Usage(value::usage_event_from_value(value)?),
         SchemaKind::LatencyPane => Decoded::LatencyPane(value::latency_pane_from_value(value)?),
         SchemaKind::UsagePane => Decoded::UsagePane(value::usage_pane_from_value(value)?),
         SchemaKind::Watermark => Decoded::Watermark(value::watermark_from_value(value)?),
+    };
+    Ok(DecodedMessage {
+        message,
+        legacy_fingerprint,
     })
 }
 
@@ -149,10 +237,15 @@ pub fn confluent_schema_id(bytes: &[u8]) -> Option<u32> {
     }
 }
 
-fn split_header<'a>(
-    schemas: &Schemas,
-    bytes: &'a [u8],
-) -> Result<([u8; 8], &'a [u8]), DecodeError> {
+/// What a message's header names its writer schema by.
+enum Header {
+    /// The 8 fingerprint bytes, in whatever order the producer wrote them.
+    SingleObject([u8; 8]),
+    /// A Confluent schema-registry id.
+    Confluent(u32),
+}
+
+fn split_header(bytes: &[u8]) -> Result<(Header, &[u8]), DecodeError> {
     match bytes {
         [] => Err(DecodeError::Empty),
         [0xC3, 0x01, ..] | [0xC3] => {
@@ -164,7 +257,10 @@ fn split_header<'a>(
                 });
             }
             let fingerprint = bytes[2..SINGLE_OBJECT_HEADER].try_into().expect("8 bytes");
-            Ok((fingerprint, &bytes[SINGLE_OBJECT_HEADER..]))
+            Ok((
+                Header::SingleObject(fingerprint),
+                &bytes[SINGLE_OBJECT_HEADER..],
+            ))
         }
         [CONFLUENT_MAGIC, ..] => {
             if bytes.len() < CONFLUENT_HEADER {
@@ -175,10 +271,7 @@ fn split_header<'a>(
                 });
             }
             let id = u32::from_be_bytes(bytes[1..CONFLUENT_HEADER].try_into().expect("4 bytes"));
-            let fingerprint = schemas
-                .confluent_fingerprint(id)
-                .ok_or(DecodeError::UnknownSchemaId(id))?;
-            Ok((fingerprint, &bytes[CONFLUENT_HEADER..]))
+            Ok((Header::Confluent(id), &bytes[CONFLUENT_HEADER..]))
         }
         _ => Err(DecodeError::UnknownFraming(hex::encode(
             &bytes[..bytes.len().min(2)],

@@ -18,7 +18,10 @@ mod validate;
 mod value;
 
 pub use admission::Admission;
-pub use codec::{confluent_schema_id, decode, encode, encode_with, Decoded, Framing};
+pub use codec::{
+    confluent_schema_id, decode, decode_message, encode, encode_with, Decoded, DecodedMessage,
+    Framing, LegacyFingerprint,
+};
 pub use dimensions::{ParameterHasher, ParameterSet, DEFAULT_PERFORMANCE_PARAMETERS};
 pub use error::{DecodeError, FieldError};
 pub use granularity::Granularity;

@@ -1,5 +1,11 @@
 //! The Avro schemas Centile writes and the writer schemas it can read,
 //! indexed by their CRC-64-AVRO (Rabin) fingerprint.
+//!
+//! The single-object specification lays the fingerprint out as the 8
+//! little-endian bytes of the 64-bit value. Centile releases before the fix
+//! of issue 9 wrote (and only read) those bytes reversed; during a
+//! deprecation window that legacy order is still read, reported as such, and
+//! never allowed to shadow a fingerprint in the specification's order.
 
 use std::collections::HashMap;
 
@@ -30,6 +36,17 @@ impl SchemaKind {
         SchemaKind::UsagePane,
         SchemaKind::Watermark,
     ];
+
+    /// A short, bounded label for metrics (`latency_event`, `watermark`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::LatencyEvent => "latency_event",
+            Self::UsageEvent => "usage_event",
+            Self::LatencyPane => "latency_pane",
+            Self::UsagePane => "usage_pane",
+            Self::Watermark => "watermark",
+        }
+    }
 
     /// The record's name in lowercase prose.
     pub fn name(self) -> &'static str {
@@ -68,7 +85,19 @@ pub(crate) struct WriterSchema {
 pub struct Schemas {
     current: HashMap<SchemaKind, (Schema, [u8; 8])>,
     writers: HashMap<[u8; 8], WriterSchema>,
+    /// Reversed (legacy) header bytes -> the fingerprint in specification
+    /// order; never holds a key that is also a key of `writers`.
+    legacy: HashMap<[u8; 8], [u8; 8]>,
     confluent_ids: HashMap<u32, [u8; 8]>,
+}
+
+/// Which layout a single-object header's fingerprint was found in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FingerprintOrder {
+    /// Little-endian bytes of the 64-bit value, as the specification says.
+    Spec,
+    /// The same bytes reversed, as Centile wrote them before issue 9.
+    LegacyReversed,
 }
 
 impl Default for Schemas {
@@ -82,17 +111,29 @@ impl Schemas {
         let mut schemas = Self {
             current: HashMap::new(),
             writers: HashMap::new(),
+            legacy: HashMap::new(),
             confluent_ids: HashMap::new(),
         };
         for kind in SchemaKind::ALL {
             let schema = Schema::parse_str(kind.source()).expect("bundled schema parses");
             let fingerprint = fingerprint(&schema);
             schemas.current.insert(kind, (schema.clone(), fingerprint));
-            schemas
-                .writers
-                .insert(fingerprint, WriterSchema { kind, schema });
+            schemas.add_writer(fingerprint, WriterSchema { kind, schema });
         }
         schemas
+    }
+
+    /// Indexes a writer schema by its fingerprint, and by the reversed bytes
+    /// of it for legacy headers unless those bytes are (or later become)
+    /// some schema's fingerprint in specification order: the correct order
+    /// always wins.
+    fn add_writer(&mut self, fingerprint: [u8; 8], writer: WriterSchema) {
+        self.legacy.remove(&fingerprint);
+        self.writers.insert(fingerprint, writer);
+        let reversed = reversed(fingerprint);
+        if !self.writers.contains_key(&reversed) {
+            self.legacy.insert(reversed, fingerprint);
+        }
     }
 
     /// Accepts messages written with another version of `kind`'s schema.
@@ -103,8 +144,7 @@ impl Schemas {
     ) -> Result<[u8; 8], apache_avro::Error> {
         let schema = Schema::parse_str(avsc)?;
         let fingerprint = fingerprint(&schema);
-        self.writers
-            .insert(fingerprint, WriterSchema { kind, schema });
+        self.add_writer(fingerprint, WriterSchema { kind, schema });
         Ok(fingerprint)
     }
 
@@ -159,9 +199,30 @@ impl Schemas {
         canonical_form(self.current(kind))
     }
 
+    /// The writer schema with this fingerprint in specification order.
     pub(crate) fn writer(&self, fingerprint: &[u8; 8]) -> Option<&WriterSchema> {
         self.writers.get(fingerprint)
     }
+
+    /// The writer schema named by a single-object header's 8 fingerprint
+    /// bytes, with the fingerprint in specification order and the order the
+    /// header used. The specification's order is tried first.
+    pub(crate) fn writer_for_header(
+        &self,
+        header: &[u8; 8],
+    ) -> Option<(&WriterSchema, [u8; 8], FingerprintOrder)> {
+        if let Some(writer) = self.writers.get(header) {
+            return Some((writer, *header, FingerprintOrder::Spec));
+        }
+        let fingerprint = self.legacy.get(header)?;
+        let writer = self.writers.get(fingerprint)?;
+        Some((writer, *fingerprint, FingerprintOrder::LegacyReversed))
+    }
+}
+
+fn reversed(mut bytes: [u8; 8]) -> [u8; 8] {
+    bytes.reverse();
+    bytes
 }
 
 fn record_name(schema: &Schema) -> Option<String> {
@@ -190,15 +251,115 @@ fn canonical_form(schema: &Schema) -> String {
 
 /// The CRC-64-AVRO (Rabin) fingerprint of the canonical form, as the 8
 /// little-endian bytes of the 64-bit value, which is how the single-object
-/// specification, Java and fastavro lay it out. apache-avro's digest yields
-/// the bytes the other way round.
+/// specification lays it out and how Java's `BinaryMessageEncoder`, Python's
+/// `avro` (`Schema.fingerprint("CRC-64-AVRO")`) and fastavro
+/// (`bytes.fromhex(fingerprint(...))`) write it. apache-avro's digest already
+/// yields exactly these bytes (`u64::to_le_bytes`).
 fn fingerprint(schema: &Schema) -> [u8; 8] {
     // sha2 re-exports the `Digest` trait that apache-avro's Rabin implements.
     let digest = Rabin::digest(canonical_form(schema).as_bytes());
-    let mut bytes: [u8; 8] = digest
+    digest
         .as_slice()
         .try_into()
-        .expect("rabin fingerprints are 8 bytes");
-    bytes.reverse();
-    bytes
+        .expect("rabin fingerprints are 8 bytes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer(kind: SchemaKind) -> WriterSchema {
+        WriterSchema {
+            kind,
+            schema: Schema::parse_str(kind.source()).unwrap(),
+        }
+    }
+
+    const A: [u8; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
+    const A_REVERSED: [u8; 8] = [8, 7, 6, 5, 4, 3, 2, 1];
+
+    fn kind_and_order(
+        schemas: &Schemas,
+        header: [u8; 8],
+    ) -> Option<(SchemaKind, FingerprintOrder)> {
+        schemas
+            .writer_for_header(&header)
+            .map(|(writer, _, order)| (writer.kind, order))
+    }
+
+    #[test]
+    fn a_reversed_header_finds_its_schema_as_legacy() {
+        let mut schemas = Schemas::new();
+        schemas.add_writer(A, writer(SchemaKind::UsagePane));
+        assert_eq!(
+            kind_and_order(&schemas, A),
+            Some((SchemaKind::UsagePane, FingerprintOrder::Spec))
+        );
+        let (_, fingerprint, order) = schemas.writer_for_header(&A_REVERSED).unwrap();
+        assert_eq!((fingerprint, order), (A, FingerprintOrder::LegacyReversed));
+        for kind in SchemaKind::ALL {
+            let spec = schemas.fingerprint(kind);
+            assert_eq!(
+                kind_and_order(&schemas, spec),
+                Some((kind, FingerprintOrder::Spec))
+            );
+            assert_eq!(
+                kind_and_order(&schemas, reversed(spec)),
+                Some((kind, FingerprintOrder::LegacyReversed))
+            );
+        }
+    }
+
+    /// Whichever is registered first, a fingerprint in specification order
+    /// is never shadowed by another schema's reversed fingerprint.
+    #[test]
+    fn a_correct_fingerprint_wins_over_a_colliding_reversed_one() {
+        for a_first in [true, false] {
+            let mut schemas = Schemas::new();
+            let registrations = [
+                (A, SchemaKind::LatencyPane),
+                (A_REVERSED, SchemaKind::Watermark),
+            ];
+            let order: Vec<_> = if a_first {
+                registrations.to_vec()
+            } else {
+                registrations.into_iter().rev().collect()
+            };
+            for (fingerprint, kind) in order {
+                schemas.add_writer(fingerprint, writer(kind));
+            }
+            assert_eq!(
+                kind_and_order(&schemas, A),
+                Some((SchemaKind::LatencyPane, FingerprintOrder::Spec)),
+                "a registered first: {a_first}"
+            );
+            assert_eq!(
+                kind_and_order(&schemas, A_REVERSED),
+                Some((SchemaKind::Watermark, FingerprintOrder::Spec)),
+                "a registered first: {a_first}"
+            );
+            assert!(schemas
+                .legacy
+                .keys()
+                .all(|k| !schemas.writers.contains_key(k)));
+        }
+    }
+
+    #[test]
+    fn a_palindromic_fingerprint_is_never_legacy() {
+        let mut schemas = Schemas::new();
+        let palindrome = [1, 2, 3, 4, 4, 3, 2, 1];
+        schemas.add_writer(palindrome, writer(SchemaKind::UsageEvent));
+        assert_eq!(
+            kind_and_order(&schemas, palindrome),
+            Some((SchemaKind::UsageEvent, FingerprintOrder::Spec))
+        );
+    }
+
+    #[test]
+    fn unknown_headers_find_nothing() {
+        let schemas = Schemas::new();
+        assert!(schemas.writer_for_header(&A).is_none());
+        assert!(schemas.writer_for_header(&A_REVERSED).is_none());
+    }
 }

@@ -8,6 +8,7 @@ pub struct SinkMetrics {
     pub rows_written: IntCounterVec,
     pub insert_failures: IntCounterVec,
     pub dead_letters: IntCounterVec,
+    pub legacy_fingerprint_messages: IntCounterVec,
     pub flush_duration: Histogram,
     pub batch_messages: Histogram,
     pub clickhouse_up: IntGauge,
@@ -45,6 +46,13 @@ impl SinkMetrics {
                 ),
                 &["reason"],
             )?,
+            legacy_fingerprint_messages: IntCounterVec::new(
+                Opts::new(
+                    "centile_sink_legacy_fingerprint_messages_total",
+                    "Single-object messages whose header carries the schema fingerprint in the deprecated reversed byte order; still read during the deprecation window. By schema kind.",
+                ),
+                &["kind"],
+            )?,
             flush_duration: Histogram::with_opts(HistogramOpts::new(
                 "centile_sink_flush_duration_seconds",
                 "Time to write a batch to ClickHouse and commit its offsets, retries included.",
@@ -69,6 +77,7 @@ impl SinkMetrics {
         registry.register(Box::new(metrics.rows_written.clone()))?;
         registry.register(Box::new(metrics.insert_failures.clone()))?;
         registry.register(Box::new(metrics.dead_letters.clone()))?;
+        registry.register(Box::new(metrics.legacy_fingerprint_messages.clone()))?;
         registry.register(Box::new(metrics.flush_duration.clone()))?;
         registry.register(Box::new(metrics.batch_messages.clone()))?;
         registry.register(Box::new(metrics.clickhouse_up.clone()))?;

@@ -5,9 +5,16 @@
 //! down the batch is retried with backoff and nothing more is consumed, so
 //! memory stays bounded and nothing is dropped.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    collections::HashSet,
+    sync::Mutex,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
-use centile_events::{Admission, DecodeError, Decoded, Limits, ParameterHasher, Validate};
+use centile_events::{
+    confluent_schema_id, decode_message, Admission, DecodeError, Decoded, DecodedMessage,
+    LegacyFingerprint, Limits, ParameterHasher, Validate,
+};
 use centile_runtime::{
     kafka::{
         all_partitions, close_consumer, consumer_config, ensure_centile_topics, producer_config,
@@ -57,6 +64,9 @@ struct Sink<'a> {
     hasher: ParameterHasher,
     writer: Writer,
     producer: FutureProducer,
+    /// Writer fingerprints already warned about for the deprecated reversed
+    /// byte order; only known writer schemas match, so this stays small.
+    legacy_warned: Mutex<HashSet<[u8; 8]>>,
 }
 
 /// Runs until `shutdown` is cancelled, then writes and commits what it holds.
@@ -111,6 +121,7 @@ pub async fn run(
         hasher: ParameterHasher::new(config.aggregator.performance_parameters.iter().cloned()),
         writer: Writer::new(database_client(&config.clickhouse), metrics.clone()),
         producer: producer_config(&config.kafka).create()?,
+        legacy_warned: Mutex::default(),
     };
     let result = sink.consume(&consumer, &shutdown).await;
     readiness.set("kafka", false);
@@ -150,7 +161,7 @@ impl Sink<'_> {
                 }
                 message = consumer.recv() => match message {
                     Ok(message) => {
-                        let decoded = self.resolver.decode(message.payload().unwrap_or_default()).await;
+                        let decoded = self.decode(message.payload().unwrap_or_default()).await;
                         self.add(&message, decoded, &mut batch);
                         if batch.is_full(settings.batch_max_rows) {
                             batch = self.flush(consumer, batch, shutdown).await?;
@@ -173,10 +184,45 @@ impl Sink<'_> {
         self.flush(consumer, batch, &grace).await.map(drop)
     }
 
+    /// Decodes both framings. Confluent ids may need the registry; every
+    /// other message is decoded directly, so that a single-object header in
+    /// the legacy fingerprint byte order is reported.
+    async fn decode(&self, payload: &[u8]) -> Result<DecodedMessage, DecodeError> {
+        if confluent_schema_id(payload).is_some() {
+            let decoded = self.resolver.decode(payload).await;
+            return decoded.map(DecodedMessage::from);
+        }
+        self.resolver
+            .with_schemas(|schemas| decode_message(schemas, payload))
+    }
+
+    /// Counts a message framed with the deprecated reversed fingerprint
+    /// order, and warns once per writer schema.
+    fn note_legacy(&self, legacy: LegacyFingerprint, message: &BorrowedMessage<'_>) {
+        self.metrics
+            .legacy_fingerprint_messages
+            .with_label_values(&[legacy.kind.label()])
+            .inc();
+        let first = self
+            .legacy_warned
+            .lock()
+            .expect("legacy warnings lock")
+            .insert(legacy.fingerprint);
+        if first {
+            tracing::warn!(
+                kind = legacy.kind.label(),
+                topic = message.topic(),
+                partition = message.partition(),
+                offset = message.offset(),
+                "{legacy}"
+            );
+        }
+    }
+
     fn add(
         &self,
         message: &BorrowedMessage<'_>,
-        decoded: Result<Decoded, DecodeError>,
+        decoded: Result<DecodedMessage, DecodeError>,
         batch: &mut Batch,
     ) {
         let topics = &self.config.topics;
@@ -191,6 +237,12 @@ impl Sink<'_> {
         };
         self.metrics.messages.with_label_values(&[role]).inc();
         let now = now_ms();
+        let decoded = decoded.map(|d| {
+            if let Some(legacy) = d.legacy_fingerprint {
+                self.note_legacy(legacy, message);
+            }
+            d.message
+        });
         let outcome = decoded.and_then(|decoded| match (role, decoded) {
             ("rollups", Decoded::LatencyPane(p)) => {
                 batch.push_latency_pane(LatencyPaneRow::new(p, now));
