@@ -442,6 +442,22 @@ fn assignment_name(assignment: centile_runtime::Assignment) -> String {
     .to_owned()
 }
 
+/// The broker binary the local stack runs (Tansu with Centile's storage
+/// fixes, `deploy/local/tansu/build`), or `CENTILE_TANSU_BIN`.
+pub fn tansu_bin() -> String {
+    if let Ok(bin) = std::env::var("CENTILE_TANSU_BIN") {
+        return bin;
+    }
+    let output = Command::new(workspace_root().join("deploy/local/stack"))
+        .arg("tansu-bin")
+        .output()
+        .expect("deploy/local/stack runs");
+    String::from_utf8(output.stdout)
+        .expect("a path")
+        .trim()
+        .to_owned()
+}
+
 /// A Tansu broker of a test's own, on sqlite storage in its own directory,
 /// so a test can stop and restart it without disturbing other tests.
 #[derive(Debug)]
@@ -472,15 +488,7 @@ impl PrivateBroker {
 
     /// Starts (again) on the same port and storage, and waits until it listens.
     pub fn restart(&mut self) {
-        let bin = std::env::var("CENTILE_TANSU_BIN").unwrap_or_else(|_| {
-            let home = std::env::var("HOME").unwrap_or_default();
-            let cargo = PathBuf::from(home).join(".cargo/bin/tansu");
-            if cargo.exists() {
-                cargo.display().to_string()
-            } else {
-                "tansu".to_owned()
-            }
-        });
+        let bin = tansu_bin();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -518,6 +526,11 @@ impl PrivateBroker {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Everything the broker has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("tansu.log")).unwrap_or_default()
     }
 
     /// Freezes the broker (SIGSTOP): connections stay open, nothing answers.

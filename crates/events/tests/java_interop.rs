@@ -4,10 +4,9 @@
 //! Java's `BinaryMessageDecoder` (which checks the header against
 //! `SchemaNormalization.parsingFingerprint64`) must read what Centile writes.
 //!
-//! Needs a JDK and Debian's `libavro-java` (`apt-get install libavro-java`,
-//! Avro 1.8.2, the only Avro for Java reachable here: Maven Central is not),
-//! which nothing installs by default, so the test is ignored unless asked
-//! for: `cargo test -p centile-events --test java_interop -- --ignored`.
+//! Needs a JDK and Debian's `libavro-java` (Avro 1.8.2, the only Avro for
+//! Java reachable here: Maven Central is not); `deploy/local/stack up`,
+//! which `scripts/test` runs first, installs both.
 
 use std::{
     collections::BTreeMap,
@@ -92,7 +91,6 @@ public class ReadmeExample {{
 }
 
 #[test]
-#[ignore = "needs a JDK and Debian's libavro-java (apt-get install libavro-java)"]
 fn java_binary_message_encoder_and_decoder_interoperate() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("java_interop");
     std::fs::create_dir_all(&dir).unwrap();
