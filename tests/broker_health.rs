@@ -72,7 +72,7 @@ async fn deleting_a_topic_under_idempotent_produce_touches_nothing_else() {
         brokers: broker.brokers(),
         ..Default::default()
     };
-    kafka.delivery_timeout = Duration::from_secs(10);
+    kafka.delivery_timeout = Duration::from_secs(5);
     ensure_topics(&kafka, &["keep", "doomed"], 3, 1)
         .await
         .expect("topics");
@@ -96,10 +96,11 @@ async fn deleting_a_topic_under_idempotent_produce_touches_nothing_else() {
         .expect("doomed acknowledged");
 
     // The same idempotent producer keeps writing to the doomed topic while
-    // it is deleted: its next batches race the deletion.
+    // it is deleted: its next batches race the deletion, the ones after it
+    // time out, and librdkafka then bumps the producer's epoch on its own.
     let racing = {
         let producer = producer.clone();
-        let messages = batch("doomed", 20_000, "racing");
+        let messages = batch("doomed", 3_000, "racing");
         tokio::spawn(async move {
             for chunk in messages.chunks(500) {
                 let _ = send_all(&producer, chunk).await;
@@ -143,8 +144,18 @@ async fn deleting_a_topic_under_idempotent_produce_touches_nothing_else() {
         .sum();
     assert_eq!(end, 3000, "every record of the kept topic is still there");
 
-    // And the broker keeps taking writes.
+    // And the broker keeps taking writes, from the same producer too (in
+    // its bumped epoch) and every one of them lands.
     send_all(&producer, &batch("keep", 100, "after"))
         .await
         .expect("a write after the deletion is acknowledged");
+    let end: i64 = (0..3)
+        .map(|p| {
+            consumer
+                .fetch_watermarks("keep", p, Duration::from_secs(10))
+                .expect("watermarks")
+                .1
+        })
+        .sum();
+    assert_eq!(end, 3100);
 }
