@@ -98,16 +98,23 @@ async fn deleting_a_topic_under_idempotent_produce_touches_nothing_else() {
     // The same idempotent producer keeps writing to the doomed topic while
     // it is deleted: its next batches race the deletion, the ones after it
     // time out, and librdkafka then bumps the producer's epoch on its own.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let racing = {
         let producer = producer.clone();
-        let messages = batch("doomed", 3_000, "racing");
+        let stop = stop.clone();
+        let chunk = batch("doomed", 200, "racing");
         tokio::spawn(async move {
-            for chunk in messages.chunks(500) {
-                let _ = send_all(&producer, chunk).await;
+            let (mut acked, mut failed) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match send_all(&producer, &chunk).await {
+                    Ok(()) => acked += 1,
+                    Err(_) => failed += 1,
+                }
             }
+            (acked, failed)
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let admin: AdminClient<DefaultClientContext> = centile_runtime::kafka::client_config(&kafka)
         .create()
         .expect("admin");
@@ -116,7 +123,11 @@ async fn deleting_a_topic_under_idempotent_produce_touches_nothing_else() {
         .await
         .expect("delete request answered");
     assert!(deleted.iter().all(|r| r.is_ok()), "{deleted:?}");
-    let _ = racing.await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acked, failed) = racing.await.expect("racing producer");
+    println!("racing chunks: {acked} acknowledged before the deletion, {failed} failed after it");
+    assert!(acked > 0 && failed > 0, "the writes really raced the deletion");
 
     let (ok, err, _) = probe(broker.port, "5");
     assert!(ok, "the broker still answers after the deletion: {err}");
