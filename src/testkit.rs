@@ -57,7 +57,10 @@ impl TestEnv {
             ("CENTILE_KAFKA_BROKERS", c.kafka.brokers.clone()),
             // Explicit, so a test that wants group mode gets it even when
             // the run exports the local stack's `all` (deploy/local/stack env).
-            ("CENTILE_KAFKA_ASSIGNMENT", assignment_name(c.kafka.assignment)),
+            (
+                "CENTILE_KAFKA_ASSIGNMENT",
+                assignment_name(c.kafka.assignment),
+            ),
             ("CENTILE_TOPIC_USAGE", c.topics.usage.clone()),
             ("CENTILE_TOPIC_LATENCY", c.topics.latency.clone()),
             ("CENTILE_TOPIC_ROLLUPS", c.topics.rollups.clone()),

@@ -38,7 +38,10 @@ fn the_probe_tells_a_frozen_broker_from_a_healthy_one() {
     let (ok, err, took) = probe(broker.port, "2");
     assert!(!ok, "a frozen broker must fail the probe");
     assert!(err.contains("no metadata answer within 2s"), "{err}");
-    assert!(took < Duration::from_secs(10), "the probe is bounded: {took:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "the probe is bounded: {took:?}"
+    );
 
     broker.resume();
     let (ok, err, _) = probe(broker.port, "10");
@@ -127,7 +130,10 @@ async fn deleting_a_topic_under_idempotent_produce_touches_nothing_else() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (acked, failed) = racing.await.expect("racing producer");
     println!("racing chunks: {acked} acknowledged before the deletion, {failed} failed after it");
-    assert!(acked > 0 && failed > 0, "the writes really raced the deletion");
+    assert!(
+        acked > 0 && failed > 0,
+        "the writes really raced the deletion"
+    );
 
     let (ok, err, _) = probe(broker.port, "5");
     assert!(ok, "the broker still answers after the deletion: {err}");
@@ -145,28 +151,26 @@ async fn deleting_a_topic_under_idempotent_produce_touches_nothing_else() {
         .fetch_metadata(Some("keep"), Duration::from_secs(10))
         .expect("metadata");
     assert_eq!(metadata.topics()[0].partitions().len(), 3, "keep survives");
-    let end: i64 = (0..3)
-        .map(|p| {
-            consumer
-                .fetch_watermarks("keep", p, Duration::from_secs(10))
-                .expect("watermarks")
-                .1
-        })
-        .sum();
-    assert_eq!(end, 3000, "every record of the kept topic is still there");
+    let log_end = || -> i64 {
+        (0..3)
+            .map(|p| {
+                consumer
+                    .fetch_watermarks("keep", p, Duration::from_secs(10))
+                    .expect("watermarks")
+                    .1
+            })
+            .sum()
+    };
+    assert_eq!(
+        log_end(),
+        3000,
+        "every record of the kept topic is still there"
+    );
 
     // And the broker keeps taking writes, from the same producer too (in
     // its bumped epoch) and every one of them lands.
     send_all(&producer, &batch("keep", 100, "after"))
         .await
         .expect("a write after the deletion is acknowledged");
-    let end: i64 = (0..3)
-        .map(|p| {
-            consumer
-                .fetch_watermarks("keep", p, Duration::from_secs(10))
-                .expect("watermarks")
-                .1
-        })
-        .sum();
-    assert_eq!(end, 3100);
+    assert_eq!(log_end(), 3100);
 }
