@@ -6,5 +6,6 @@
 //! and one ClickHouse server (`deploy/local/stack up`).
 
 pub mod gateway_kit;
+pub mod secure_kit;
 pub mod testkit;
 pub mod truth;

@@ -41,13 +41,33 @@ pub struct KafkaConfig {
     /// Comma-separated `host:port` list.
     pub brokers: String,
     pub client_id: Option<String>,
-    /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    /// `plaintext` (the default), `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    /// Managed Kafka services (Confluent Cloud, MSK, Aiven) need `sasl_ssl`
+    /// or `ssl`. Checked when the config loads: see `docs/security.md`.
     pub security_protocol: Option<String>,
-    /// `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`, ...
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`; required with the
+    /// `sasl_*` protocols. `GSSAPI` (Kerberos) is not built in.
     pub sasl_mechanism: Option<String>,
     pub sasl_username: Option<String>,
+    /// Never logged or printed.
     pub sasl_password: Option<Secret>,
+    /// PEM file (or directory) of the CA certificates that signed the
+    /// brokers' certificates; unset means the system's trusted roots.
     pub ssl_ca_location: Option<PathBuf>,
+    /// Client certificate (PEM) for brokers that require mutual TLS.
+    pub ssl_certificate_location: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    pub ssl_key_location: Option<PathBuf>,
+    /// Password of an encrypted `ssl_key_location`; never logged or printed.
+    pub ssl_key_password: Option<Secret>,
+    /// Whether the broker certificate must name the host connected to
+    /// (https-style hostname verification). Turn off only for brokers whose
+    /// certificates name no usable host.
+    pub ssl_endpoint_identification: bool,
+    /// How long a service waits at start-up for the brokers to answer.
+    /// Authentication and TLS failures end the wait at once.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
     /// Producer compression: `none`, `gzip`, `snappy`, `lz4` or `zstd`.
     pub compression: String,
     pub idempotence: bool,
@@ -84,6 +104,11 @@ impl Default for KafkaConfig {
             sasl_username: None,
             sasl_password: None,
             ssl_ca_location: None,
+            ssl_certificate_location: None,
+            ssl_key_location: None,
+            ssl_key_password: None,
+            ssl_endpoint_identification: true,
+            connect_timeout: Duration::from_secs(30),
             compression: "lz4".into(),
             idempotence: true,
             linger: Duration::from_millis(5),
@@ -131,6 +156,10 @@ pub struct ClickHouseConfig {
     pub database: String,
     pub user: Option<String>,
     pub password: Option<Secret>,
+    /// For an `https://` url: a PEM file of further CA certificates to
+    /// trust, on top of the system's roots (for a private CA or a
+    /// self-signed server certificate).
+    pub ca_file: Option<PathBuf>,
     /// Days raw events are kept, on servers that support TTL.
     pub raw_retention_days: u32,
 }
@@ -142,6 +171,7 @@ impl Default for ClickHouseConfig {
             database: "centile".into(),
             user: None,
             password: None,
+            ca_file: None,
             raw_retention_days: 90,
         }
     }
@@ -446,9 +476,39 @@ impl Config {
                 .expect("every env section is a table")
                 .insert(key, value);
         }
-        merged.try_into().map_err(|e: toml::de::Error| {
+        let config: Config = merged.try_into().map_err(|e: toml::de::Error| {
             RuntimeError::Config(e.message().to_owned() + &location(&e))
-        })
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the settings that can be wrong in ways the types do not
+    /// catch: the Kafka and ClickHouse security settings (known values,
+    /// credentials where they are needed, readable certificate files).
+    pub fn validate(&self) -> Result<(), RuntimeError> {
+        self.kafka.validate()?;
+        self.clickhouse.validate()
+    }
+}
+
+impl KafkaConfig {
+    /// Checks the security settings; the error names the setting and its
+    /// environment variable. See [`crate::security`].
+    pub fn validate(&self) -> Result<(), RuntimeError> {
+        crate::security::validate_kafka(self)
+    }
+
+    /// The parsed `security_protocol` (unset is `plaintext`).
+    pub fn protocol(&self) -> Result<crate::security::SecurityProtocol, RuntimeError> {
+        crate::security::SecurityProtocol::of(self)
+    }
+}
+
+impl ClickHouseConfig {
+    /// Checks the url scheme and `ca_file`.
+    pub fn validate(&self) -> Result<(), RuntimeError> {
+        crate::security::validate_clickhouse(self)
     }
 }
 
@@ -626,8 +686,38 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let config =
-            Config::load_from(None, env(&[("CENTILE_KAFKA_SASL_PASSWORD", "hunter2")])).unwrap();
-        assert!(!format!("{config:?}").contains("hunter2"));
+        let config = Config::load_from(
+            None,
+            env(&[
+                ("CENTILE_KAFKA_SECURITY_PROTOCOL", "sasl_plaintext"),
+                ("CENTILE_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+                ("CENTILE_KAFKA_SASL_USERNAME", "centile"),
+                ("CENTILE_KAFKA_SASL_PASSWORD", "hunter2"),
+                ("CENTILE_KAFKA_SSL_KEY_PASSWORD", "keypass9"),
+                ("CENTILE_CLICKHOUSE_PASSWORD", "chpass7"),
+            ]),
+        );
+        // The key password without a key is refused, and the refusal does
+        // not show it either.
+        let err = config.unwrap_err().to_string();
+        assert!(err.contains("kafka.ssl_key_password"), "{err}");
+        for secret in ["hunter2", "keypass9", "chpass7"] {
+            assert!(!err.contains(secret), "{err}");
+        }
+        let config = Config::load_from(
+            None,
+            env(&[
+                ("CENTILE_KAFKA_SECURITY_PROTOCOL", "sasl_plaintext"),
+                ("CENTILE_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+                ("CENTILE_KAFKA_SASL_USERNAME", "centile"),
+                ("CENTILE_KAFKA_SASL_PASSWORD", "hunter2"),
+                ("CENTILE_CLICKHOUSE_PASSWORD", "chpass7"),
+            ]),
+        )
+        .unwrap();
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("hunter2") && !printed.contains("chpass7"));
+        let client = crate::kafka::client_config(&config.kafka);
+        assert!(!format!("{client:?}").contains("hunter2"));
     }
 }

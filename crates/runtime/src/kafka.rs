@@ -1,28 +1,48 @@
 //! Kafka client configuration and topic creation, broker-agnostic: nothing
 //! here depends on a particular broker implementation.
 
-use std::time::Duration;
+use std::{
+    sync::{Mutex, OnceLock},
+    time::{Duration, Instant},
+};
 
 use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
+    client::{ClientContext, DefaultClientContext},
+    error::KafkaError,
+    producer::{BaseProducer, Producer},
     types::RDKafkaErrorCode,
     ClientConfig,
 };
 
-use crate::{config::KafkaConfig, RuntimeError};
+use crate::{
+    config::KafkaConfig,
+    security::{sasl_mechanism, SecurityProtocol},
+    RuntimeError,
+};
 
 /// Connection and security settings common to producers, consumers and admin.
+///
+/// Expects a config that passed [`KafkaConfig::validate`] (as every loaded
+/// [`crate::Config`] has); a protocol it cannot parse is left to librdkafka,
+/// which refuses it when the client is created.
 pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &kafka.brokers);
     if let Some(id) = &kafka.client_id {
         config.set("client.id", id);
     }
-    if let Some(protocol) = &kafka.security_protocol {
-        config.set("security.protocol", protocol);
+    let protocol = kafka.protocol().ok();
+    match (protocol, &kafka.security_protocol) {
+        (Some(protocol), _) => {
+            config.set("security.protocol", protocol.as_str());
+        }
+        (None, Some(raw)) => {
+            config.set("security.protocol", raw);
+        }
+        (None, None) => {}
     }
-    if let Some(mechanism) = &kafka.sasl_mechanism {
+    if let Some(mechanism) = sasl_mechanism(kafka) {
         config.set("sasl.mechanism", mechanism);
     }
     if let Some(user) = &kafka.sasl_username {
@@ -34,8 +54,202 @@ pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
     if let Some(ca) = &kafka.ssl_ca_location {
         config.set("ssl.ca.location", ca.display().to_string());
     }
+    if let Some(cert) = &kafka.ssl_certificate_location {
+        config.set("ssl.certificate.location", cert.display().to_string());
+    }
+    if let Some(key) = &kafka.ssl_key_location {
+        config.set("ssl.key.location", key.display().to_string());
+    }
+    if let Some(password) = &kafka.ssl_key_password {
+        config.set("ssl.key.password", password.expose());
+    }
+    if protocol.is_some_and(SecurityProtocol::uses_tls) {
+        config.set(
+            "ssl.endpoint.identification.algorithm",
+            if kafka.ssl_endpoint_identification {
+                "https"
+            } else {
+                "none"
+            },
+        );
+    }
     apply_extra(&mut config, kafka);
     config
+}
+
+/// librdkafka's `builtin.features` for this build, such as `ssl`,
+/// `sasl_scram`; security settings are checked against it.
+pub fn builtin_features() -> &'static [String] {
+    static FEATURES: OnceLock<Vec<String>> = OnceLock::new();
+    FEATURES.get_or_init(|| {
+        ClientConfig::new()
+            .create_native_config()
+            .and_then(|native| native.get("builtin.features"))
+            .map(|list| list.split(',').map(|f| f.trim().to_owned()).collect())
+            .unwrap_or_default()
+    })
+}
+
+/// Remembers the first authentication or TLS failure librdkafka reports,
+/// and the other errors, while [`verify_connection`] waits.
+#[derive(Debug, Default)]
+struct ConnectionWatch {
+    fatal: Mutex<Option<(RDKafkaErrorCode, String)>>,
+    others: Mutex<Vec<String>>,
+}
+
+impl ConnectionWatch {
+    /// What went wrong, most telling first: the distinct reasons, without
+    /// librdkafka's summary `n/m brokers are down` unless it is all there is.
+    fn reasons(&self) -> String {
+        let others = self.others.lock().expect("watch lock");
+        let telling: Vec<&str> = others
+            .iter()
+            .map(String::as_str)
+            .filter(|r| !r.contains("brokers are down"))
+            .collect();
+        if telling.is_empty() {
+            others.last().cloned().unwrap_or_else(|| "no answer".into())
+        } else {
+            telling.join("; ")
+        }
+    }
+}
+
+impl ClientContext for ConnectionWatch {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let code = error.rdkafka_error_code();
+        // A TLS alert from the broker after the handshake (with TLS 1.3 a
+        // missing client certificate is reported so: "tlsv13 alert
+        // certificate required: SSL alert number 116") is as final as a
+        // failed handshake.
+        let fatal = matches!(
+            code,
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL)
+        ) || reason.contains("SSL handshake failed")
+            || reason.contains("SSL alert number");
+        if fatal {
+            let mut first = self.fatal.lock().expect("watch lock");
+            if first.is_none() {
+                *first = Some((code.unwrap_or(RDKafkaErrorCode::SSL), reason.to_owned()));
+            }
+        } else {
+            tracing::debug!(error = %error, reason, "kafka connection check");
+            let mut others = self.others.lock().expect("watch lock");
+            let gist = |r: &str| r.split(" (after ").next().unwrap_or(r).to_owned();
+            if !others.iter().any(|r| gist(r) == gist(reason)) && others.len() < 8 {
+                others.push(reason.to_owned());
+            }
+        }
+    }
+}
+
+impl rdkafka::producer::ProducerContext for ConnectionWatch {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::producer::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
+const TLS_FILES_HINT: &str = "check kafka.ssl_certificate_location, kafka.ssl_key_location, kafka.ssl_key_password and kafka.ssl_ca_location";
+const TLS_REFUSED_HINT: &str = "the broker refused this client's TLS certificate (it requires mutual TLS): check kafka.ssl_certificate_location and kafka.ssl_key_location";
+const TLS_TRUST_HINT: &str = "check kafka.ssl_ca_location (the CA that signed the brokers' certificates), kafka.ssl_endpoint_identification (the certificate must name the host connected to) and kafka.security_protocol";
+
+/// Checks at start-up that the brokers answer with these settings: a
+/// metadata request, retried until `kafka.connect_timeout`. A wrong
+/// password or an untrusted certificate ends the wait at once with an
+/// error that says so ([`RuntimeError::KafkaAuthentication`],
+/// [`RuntimeError::KafkaTls`]) instead of the endless reconnecting
+/// librdkafka would otherwise do. Nothing secret is in the error.
+pub async fn verify_connection(kafka: &KafkaConfig) -> Result<(), RuntimeError> {
+    kafka.validate()?;
+    let kafka = kafka.clone();
+    tokio::task::spawn_blocking(move || verify_connection_blocking(&kafka))
+        .await
+        .map_err(|e| RuntimeError::Config(format!("kafka connection check: {e}")))?
+}
+
+fn verify_connection_blocking(kafka: &KafkaConfig) -> Result<(), RuntimeError> {
+    let started = Instant::now();
+    let brokers = kafka.brokers.clone();
+    let mut config = client_config(kafka);
+    // Only the check's own client: it never produces.
+    config.set("enable.idempotence", "false");
+    let producer: BaseProducer<ConnectionWatch> = config
+        .create_with_context(ConnectionWatch::default())
+        .map_err(|e| match e {
+            // Unreadable or mismatched certificate or key files surface here.
+            KafkaError::ClientCreation(reason) if reason.contains("ssl") => {
+                RuntimeError::KafkaTls {
+                    brokers: brokers.clone(),
+                    reason,
+                    hint: TLS_FILES_HINT,
+                }
+            }
+            other => RuntimeError::Kafka(other),
+        })?;
+    let outcome = loop {
+        let left = kafka.connect_timeout.saturating_sub(started.elapsed());
+        let attempt = producer
+            .client()
+            .fetch_metadata(None, left.min(Duration::from_millis(250)));
+        // Serves the error callbacks queued meanwhile (one event per poll
+        // of the queue, as many as come within the 20 ms).
+        producer.poll(Duration::from_millis(20));
+        let context = producer.context();
+        if let Some((code, reason)) = context.fatal.lock().expect("watch lock").take() {
+            break Err(if code == RDKafkaErrorCode::Authentication {
+                RuntimeError::KafkaAuthentication {
+                    brokers: brokers.clone(),
+                    mechanism: sasl_mechanism(kafka).unwrap_or_else(|| "-".into()),
+                    username: kafka.sasl_username.clone().unwrap_or_default(),
+                    reason,
+                }
+            } else {
+                let hint = if reason.contains("SSL alert number") {
+                    TLS_REFUSED_HINT
+                } else {
+                    TLS_TRUST_HINT
+                };
+                RuntimeError::KafkaTls {
+                    brokers: brokers.clone(),
+                    reason,
+                    hint,
+                }
+            });
+        }
+        match attempt {
+            Ok(metadata) if !metadata.brokers().is_empty() => break Ok(()),
+            Ok(_) => {}
+            Err(e) => {
+                let mut others = context.others.lock().expect("watch lock");
+                if others.is_empty() {
+                    others.push(e.to_string());
+                }
+            }
+        }
+        if started.elapsed() >= kafka.connect_timeout {
+            break Err(RuntimeError::KafkaUnreachable {
+                brokers: brokers.clone(),
+                waited: kafka.connect_timeout,
+                reason: context.reasons(),
+            });
+        }
+    };
+    if outcome.is_ok() {
+        tracing::debug!(brokers, elapsed = ?started.elapsed(), "kafka brokers answer");
+    }
+    drop_detached(producer, Duration::from_secs(2));
+    outcome
+}
+
+/// Drops a client on its own thread and waits for it at most `timeout`:
+/// destroying a client whose broker never let it in can take long.
+fn drop_detached<T: Send + 'static>(client: T, timeout: Duration) {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(client);
+        let _ = done.send(());
+    });
+    let _ = finished.recv_timeout(timeout);
 }
 
 /// Applied last by every builder, so a user's `[kafka.extra]` setting
@@ -112,7 +326,12 @@ pub async fn ensure_topics(
 
 /// Creates Centile's topics if they are missing and the config allows it.
 /// Checkpoints live in one partition, so the latest ones are at its end.
+///
+/// Every service calls this first, so it also runs the start-up
+/// [`verify_connection`] check: a wrong password or an untrusted broker
+/// certificate stops the service at once with a clear error.
 pub async fn ensure_centile_topics(config: &crate::Config) -> Result<(), RuntimeError> {
+    verify_connection(&config.kafka).await?;
     let t = &config.topics;
     if !t.create_missing {
         return Ok(());

@@ -9,9 +9,11 @@ pub mod kafka;
 pub mod registry;
 pub mod retry;
 pub mod secret;
+pub mod security;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 
 pub use config::{Assignment, Config};
 pub use error::RuntimeError;

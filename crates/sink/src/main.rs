@@ -7,7 +7,7 @@ use centile_runtime::{
     telemetry::init_tracing,
     Config,
 };
-use centile_sink::{metrics::SinkMetrics, migrate::migrate, runner};
+use centile_sink::{client::check_connection, metrics::SinkMetrics, migrate::migrate, runner};
 use clap::{Parser, Subcommand};
 
 /// Lands raw events and rollup panes from Kafka in ClickHouse.
@@ -36,6 +36,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => {
             let config = Config::load(cli.config.as_deref())?;
             init_tracing(&config.log);
+            // Says why when the server cannot be reached (TLS, credentials).
+            check_connection(&config.clickhouse).await?;
             let report = migrate(&config.clickhouse).await?;
             println!(
                 "clickhouse {} database {}: applied {:?}, already applied {:?}, deferred {:?}",

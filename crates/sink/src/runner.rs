@@ -23,7 +23,7 @@ use centile_runtime::{
     registry::SchemaResolver,
     retry::{with_backoff, Backoff},
     telemetry::Readiness,
-    Assignment, Config,
+    Assignment, Config, RuntimeError,
 };
 use rdkafka::{
     consumer::{CommitMode, Consumer, StreamConsumer},
@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     batch::Batch,
-    client::database_client,
+    client::{check_connection, database_client},
     dlq::{dead_letter, Origin},
     metrics::SinkMetrics,
     migrate::migrate,
@@ -76,6 +76,17 @@ pub async fn run(
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), SinkError> {
+    // An untrusted certificate or refused credentials will not heal by
+    // retrying: stop now with the reason. An unreachable server is waited
+    // for, as before.
+    match check_connection(&config.clickhouse).await {
+        Ok(version) => tracing::info!(server = %version, "clickhouse answers"),
+        Err(
+            e
+            @ (RuntimeError::ClickHouseTls { .. } | RuntimeError::ClickHouseAuthentication { .. }),
+        ) => return Err(e.into()),
+        Err(e) => tracing::warn!(error = %e, "clickhouse does not answer yet; retrying"),
+    }
     if config.sink.auto_migrate {
         let report = with_backoff(
             backoff(config),
