@@ -20,8 +20,8 @@ use std::{
 };
 
 use centile_events::{
-    confluent_schema_id, decode_message, encode, Admission, DecodeError, Decoded, DecodedMessage,
-    LegacyFingerprint, Limits, ParameterHasher, Watermark,
+    encode, Admission, DecodeError, Decoded, DecodedMessage, LegacyFingerprint, Limits,
+    ParameterHasher, Watermark,
 };
 use centile_runtime::{
     kafka::{
@@ -184,7 +184,7 @@ impl Runner<'_> {
                 message = consumer.recv() => match message {
                     Ok(message) => {
                         self.apply_changes()?;
-                        let decoded = self.decode(message.payload().unwrap_or_default()).await;
+                        let decoded = self.resolver.decode(message.payload().unwrap_or_default()).await;
                         self.ingest(&message, decoded);
                     }
                     Err(e) => tracing::warn!(error = %e, "kafka consumer error"),
@@ -193,18 +193,6 @@ impl Runner<'_> {
         }
         tracing::info!("cutting segments and publishing before exit");
         self.emit(consumer, &CancellationToken::new(), true).await
-    }
-
-    /// Decodes both framings. Confluent ids may need the registry; every
-    /// other message is decoded directly, so that a single-object header in
-    /// the legacy fingerprint byte order is reported.
-    async fn decode(&self, payload: &[u8]) -> Result<DecodedMessage, DecodeError> {
-        if confluent_schema_id(payload).is_some() {
-            let decoded = self.resolver.decode(payload).await;
-            return decoded.map(DecodedMessage::from);
-        }
-        self.resolver
-            .with_schemas(|schemas| decode_message(schemas, payload))
     }
 
     /// Counts a message framed with the deprecated reversed fingerprint

@@ -14,7 +14,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use centile_events::{confluent_schema_id, decode, DecodeError, Decoded, SchemaKind, Schemas};
+use centile_events::{
+    confluent_schema_id, decode_message, DecodeError, DecodedMessage, SchemaKind, Schemas,
+};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -203,14 +205,16 @@ impl SchemaResolver {
         f(&self.schemas.read().expect("schemas lock"))
     }
 
-    /// Decodes `payload`, first resolving an unknown Confluent id.
-    pub async fn decode(&self, payload: &[u8]) -> Result<Decoded, DecodeError> {
+    /// Decodes `payload` in either framing, first resolving an unknown
+    /// Confluent id. The answer says whether a single-object header used the
+    /// deprecated reversed fingerprint order, for the caller to report.
+    pub async fn decode(&self, payload: &[u8]) -> Result<DecodedMessage, DecodeError> {
         if let Some(id) = confluent_schema_id(payload) {
             if !self.with_schemas(|s| s.knows_confluent_id(id)) {
                 self.resolve(id).await?;
             }
         }
-        self.with_schemas(|schemas| decode(schemas, payload))
+        self.with_schemas(|schemas| decode_message(schemas, payload))
     }
 
     async fn resolve(&self, id: u32) -> Result<(), DecodeError> {

@@ -12,8 +12,8 @@ use std::{
 };
 
 use centile_events::{
-    confluent_schema_id, decode_message, Admission, DecodeError, Decoded, DecodedMessage,
-    LegacyFingerprint, Limits, ParameterHasher, Validate,
+    Admission, DecodeError, Decoded, DecodedMessage, LegacyFingerprint, Limits, ParameterHasher,
+    Validate,
 };
 use centile_runtime::{
     kafka::{
@@ -172,7 +172,7 @@ impl Sink<'_> {
                 }
                 message = consumer.recv() => match message {
                     Ok(message) => {
-                        let decoded = self.decode(message.payload().unwrap_or_default()).await;
+                        let decoded = self.resolver.decode(message.payload().unwrap_or_default()).await;
                         self.add(&message, decoded, &mut batch);
                         if batch.is_full(settings.batch_max_rows) {
                             batch = self.flush(consumer, batch, shutdown).await?;
@@ -193,18 +193,6 @@ impl Sink<'_> {
             timer.cancel();
         });
         self.flush(consumer, batch, &grace).await.map(drop)
-    }
-
-    /// Decodes both framings. Confluent ids may need the registry; every
-    /// other message is decoded directly, so that a single-object header in
-    /// the legacy fingerprint byte order is reported.
-    async fn decode(&self, payload: &[u8]) -> Result<DecodedMessage, DecodeError> {
-        if confluent_schema_id(payload).is_some() {
-            let decoded = self.resolver.decode(payload).await;
-            return decoded.map(DecodedMessage::from);
-        }
-        self.resolver
-            .with_schemas(|schemas| decode_message(schemas, payload))
     }
 
     /// Counts a message framed with the deprecated reversed fingerprint
