@@ -447,18 +447,23 @@ fn assignment_name(assignment: centile_runtime::Assignment) -> String {
 
 /// The broker binary the local stack runs (Tansu with Centile's storage
 /// fixes, `deploy/local/tansu/build`), or `CENTILE_TANSU_BIN`.
+/// Asked once per test process: brokers restart many times.
 pub fn tansu_bin() -> String {
-    if let Ok(bin) = std::env::var("CENTILE_TANSU_BIN") {
-        return bin;
-    }
-    let output = Command::new(workspace_root().join("deploy/local/stack"))
-        .arg("tansu-bin")
-        .output()
-        .expect("deploy/local/stack runs");
-    String::from_utf8(output.stdout)
-        .expect("a path")
-        .trim()
-        .to_owned()
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(bin) = std::env::var("CENTILE_TANSU_BIN") {
+            return bin;
+        }
+        let output = Command::new(workspace_root().join("deploy/local/stack"))
+            .arg("tansu-bin")
+            .output()
+            .expect("deploy/local/stack runs");
+        String::from_utf8(output.stdout)
+            .expect("a path")
+            .trim()
+            .to_owned()
+    })
+    .clone()
 }
 
 /// A Tansu broker of a test's own, on sqlite storage in its own directory,

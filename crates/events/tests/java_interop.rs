@@ -8,6 +8,8 @@
 //! Java reachable here: Maven Central is not); `deploy/local/stack up`,
 //! which `scripts/test` runs first, installs both.
 
+mod common;
+
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
@@ -15,7 +17,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use centile_events::{decode_message, encode, Decoded, LatencyEvent, Schemas};
+use centile_events::{encode, Decoded, LatencyEvent, Schemas};
 use serde_json::{json, Value};
 
 const JARS: &str = "/usr/share/java";
@@ -148,29 +150,7 @@ fn java_binary_message_encoder_and_decoder_interoperate() {
 
     // What Java's BinaryMessageEncoder wrote, decoded by Centile.
     let bytes = hex::decode(lines.next().expect("the encoded message")).unwrap();
-    let decoded = decode_message(&schemas, &bytes).unwrap();
-    assert_eq!(decoded.legacy_fingerprint, None);
-    let Decoded::Latency(event) = decoded.message else {
-        panic!("expected a latency event");
-    };
-    assert!((before..=after).contains(&event.occurred_at));
-    assert_eq!(
-        event,
-        LatencyEvent {
-            event_id: "java-0001".into(),
-            occurred_at: event.occurred_at,
-            tenant_id: "acme".into(),
-            model_id: "gpt-4o".into(),
-            provider: "openai".into(),
-            tool: "chat".into(),
-            parameters: BTreeMap::from([("streaming".into(), "true".into())]),
-            response_time_ms: 812.5,
-            success: true,
-            error_type: None,
-            input_tokens: Some(120),
-            output_tokens: Some(48),
-        }
-    );
+    common::assert_readme_example(&bytes, "java-0001", before, after);
 
     // What Centile wrote, decoded by Java's BinaryMessageDecoder.
     let read: Value = serde_json::from_str(lines.next().expect("the decoded record")).unwrap();

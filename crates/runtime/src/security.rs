@@ -331,14 +331,7 @@ pub(crate) fn readable(path: &Path) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Config, Secret};
-
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::{config::tests::env, Config, Secret};
 
     fn load(pairs: &[(&str, &str)]) -> Result<Config, String> {
         Config::load_from(None, env(pairs)).map_err(|e| e.to_string())
