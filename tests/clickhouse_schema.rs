@@ -9,7 +9,7 @@ use centile_sink::migrate::{migrate, version_at_least, MIGRATIONS};
 #[tokio::test]
 async fn migrations_apply_once_and_are_recorded() {
     let env = TestEnv::new("schema");
-    let first = migrate(&env.config.clickhouse)
+    let first = migrate(&env.config)
         .await
         .expect("first migrate");
     let ttl_supported = version_at_least(&first.server_version, "19.6");
@@ -18,7 +18,7 @@ async fn migrations_apply_once_and_are_recorded() {
     assert_eq!(first.deferred.len(), deferred);
     assert!(first.already_applied.is_empty());
 
-    let second = migrate(&env.config.clickhouse)
+    let second = migrate(&env.config)
         .await
         .expect("second migrate");
     assert!(

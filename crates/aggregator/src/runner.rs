@@ -52,7 +52,6 @@ use crate::{
 pub fn engine_config(config: &Config) -> EngineConfig {
     EngineConfig {
         allowed_lateness_ms: config.aggregator.allowed_lateness.as_millis() as i64,
-        tdigest_compression: config.aggregator.tdigest_compression.max(10),
         parameters: ParameterHasher::new(config.aggregator.performance_parameters.iter().cloned()),
     }
 }

@@ -1,7 +1,7 @@
 //! Property: panes built from any split of the input (as across Kafka
 //! partitions) merge to the same counts, sums, min and max as the whole,
-//! and to percentiles within tolerance of it, with digests large enough to
-//! be compressed.
+//! and to percentiles within tolerance of it, with sketches large
+//! enough that buckets pool many values.
 
 use std::collections::BTreeMap;
 
@@ -18,7 +18,7 @@ fn event(i: usize, rt: f64) -> Event {
     Event::Latency(LatencyEvent {
         event_id: format!("e{i}"),
         // All in one minute, so a pane holds thousands of values and the
-        // t-digest really compresses (a pane under 1,000 values keeps each).
+        // sketch's buckets really pool them.
         occurred_at: T0 + (i as i64 % 3_000) * 20,
         tenant_id: "t".into(),
         model_id: "m".into(),

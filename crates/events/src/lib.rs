@@ -14,6 +14,7 @@ mod granularity;
 mod model;
 mod pane;
 mod schema;
+pub mod sketch;
 mod validate;
 mod value;
 
@@ -28,4 +29,5 @@ pub use granularity::Granularity;
 pub use model::{Event, LatencyEvent, UsageEvent};
 pub use pane::{Centroid, LatencyPane, PaneSource, UsagePane, Watermark};
 pub use schema::{SchemaKind, Schemas};
+pub use sketch::Sketch;
 pub use validate::{Limits, Validate};

@@ -33,6 +33,7 @@ pub struct Config {
     pub producer: ProducerConfig,
     pub schema_registry: SchemaRegistryConfig,
     pub gateway: GatewayConfig,
+    pub retention: RetentionConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -160,8 +161,6 @@ pub struct ClickHouseConfig {
     /// trust, on top of the system's roots (for a private CA or a
     /// self-signed server certificate).
     pub ca_file: Option<PathBuf>,
-    /// Days raw events are kept, on servers that support TTL.
-    pub raw_retention_days: u32,
 }
 
 impl Default for ClickHouseConfig {
@@ -172,7 +171,6 @@ impl Default for ClickHouseConfig {
             user: None,
             password: None,
             ca_file: None,
-            raw_retention_days: 90,
         }
     }
 }
@@ -217,8 +215,6 @@ pub struct AggregatorConfig {
     /// A partition without input for this long releases its windows by wall-clock time.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
-    /// t-digest size: more centroids, better percentiles, larger panes.
-    pub tdigest_compression: usize,
     /// Parameters that affect performance and so form the parameter hash.
     pub performance_parameters: Vec<String>,
     /// How often each owned partition's checkpoint is rewritten even when
@@ -238,7 +234,6 @@ impl Default for AggregatorConfig {
             emit_interval: Duration::from_millis(250),
             allowed_lateness: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
-            tdigest_compression: 1000,
             performance_parameters: [
                 "thinking_mode",
                 "use_websearch",
@@ -274,6 +269,83 @@ impl Default for AdmissionConfig {
         Self {
             restatement_horizon: Duration::from_secs(7 * 24 * 3600),
             max_future_skew: Duration::from_secs(300),
+        }
+    }
+}
+
+/// How long each stored tier keeps a window, counted from the window's end
+/// (`"forever"`, or a duration such as `"90d"`). A row goes only once its
+/// whole bucket of the tier above is past the limit, so a higher tier is
+/// never recomputed from a half-deleted lower one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Raw events (`latency_events`, `usage_events`).
+    pub raw: Keep,
+    /// Minute rows and the minute panes they are made from.
+    pub minute: Keep,
+    pub hour: Keep,
+    pub day: Keep,
+    pub week: Keep,
+    /// How often the sink drops expired partitions (where TTL is missing).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        let days = |d: u64| Keep::For(Duration::from_secs(d * 86_400));
+        Self {
+            raw: days(7),
+            minute: days(7),
+            hour: days(90),
+            day: days(730),
+            week: Keep::Forever,
+            interval: Duration::from_secs(3_600),
+        }
+    }
+}
+
+/// A retention period, or `forever`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    Forever,
+    For(Duration),
+}
+
+impl Keep {
+    /// Whole days, rounded up (`None`: forever).
+    pub fn days(self) -> Option<u64> {
+        match self {
+            Keep::Forever => None,
+            Keep::For(d) => Some(d.as_secs().div_ceil(86_400)),
+        }
+    }
+}
+
+impl Serialize for Keep {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Keep::Forever => s.serialize_str("forever"),
+            Keep::For(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Keep {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.trim() == "forever" {
+            return Ok(Keep::Forever);
+        }
+        match humantime::parse_duration(text.trim()) {
+            Ok(d) if d.as_secs() >= 86_400 => Ok(Keep::For(d)),
+            Ok(_) => Err(serde::de::Error::custom(format!(
+                "retention `{text}` is under one day"
+            ))),
+            Err(e) => Err(serde::de::Error::custom(format!(
+                "retention `{text}`: {e} (a duration such as \"90d\", or \"forever\")"
+            ))),
         }
     }
 }
@@ -426,7 +498,8 @@ impl Default for GatewayConfig {
 }
 
 /// Sections and the environment prefixes that reach them, longest first.
-const ENV_SECTIONS: [(&str, &str); 12] = [
+const ENV_SECTIONS: [(&str, &str); 13] = [
+    ("RETENTION_", "retention"),
     ("SCHEMA_REGISTRY_", "schema_registry"),
     ("AGGREGATOR_", "aggregator"),
     ("ADMISSION_", "admission"),
@@ -488,7 +561,8 @@ impl Config {
     /// credentials where they are needed, readable certificate files).
     pub fn validate(&self) -> Result<(), RuntimeError> {
         self.kafka.validate()?;
-        self.clickhouse.validate()
+        self.clickhouse.validate()?;
+        self.retention.validate(&self.admission)
     }
 }
 
@@ -502,6 +576,38 @@ impl KafkaConfig {
     /// The parsed `security_protocol` (unset is `plaintext`).
     pub fn protocol(&self) -> Result<crate::security::SecurityProtocol, RuntimeError> {
         crate::security::SecurityProtocol::of(self)
+    }
+}
+
+impl RetentionConfig {
+    /// Late data restates minute rows, and through them hours, for up to
+    /// the restatement horizon: minute rows must outlive it, and each tier
+    /// must keep at least as long as the one below it.
+    pub fn validate(&self, admission: &AdmissionConfig) -> Result<(), RuntimeError> {
+        let horizon_days = admission.restatement_horizon.as_secs().div_ceil(86_400);
+        let at_most = |k: Keep| k.days().unwrap_or(u64::MAX);
+        if at_most(self.minute) < horizon_days {
+            return Err(RuntimeError::Config(format!(
+                "retention.minute (CENTILE_RETENTION_MINUTE) keeps {} days, less than admission.restatement_horizon ({horizon_days} days): late events would restate hours from deleted minutes",
+                at_most(self.minute)
+            )));
+        }
+        let tiers = [
+            ("minute", self.minute),
+            ("hour", self.hour),
+            ("day", self.day),
+            ("week", self.week),
+        ];
+        for pair in tiers.windows(2) {
+            let ((lower, l), (upper, u)) = (pair[0], pair[1]);
+            if at_most(u) < at_most(l) {
+                return Err(RuntimeError::Config(format!(
+                    "retention.{upper} (CENTILE_RETENTION_{}) must keep at least as long as retention.{lower}",
+                    upper.to_uppercase()
+                )));
+            }
+        }
+        Ok(())
     }
 }
 

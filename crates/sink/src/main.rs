@@ -7,7 +7,13 @@ use centile_runtime::{
     telemetry::init_tracing,
     Config,
 };
-use centile_sink::{client::check_connection, metrics::SinkMetrics, migrate::migrate, runner};
+use centile_sink::{
+    client::check_connection,
+    metrics::SinkMetrics,
+    migrate::{migrate, MIGRATIONS},
+    rollup::{compact_statements, Dirty},
+    runner,
+};
 use clap::{Parser, Subcommand};
 
 /// Lands raw events and rollup panes from Kafka in ClickHouse.
@@ -27,18 +33,58 @@ enum Command {
     Run,
     /// Create the database and apply pending schema migrations, then exit.
     Migrate,
+    /// Write every migration's SQL, generated ones included, into DIR
+    /// (placeholders such as `${database}` left in), then exit.
+    SchemaSql { dir: PathBuf },
+    /// Print the statements that recompute the stored tiers holding the
+    /// given minutes (Unix seconds, comma-separated), then exit.
+    CompactSql {
+        #[arg(long)]
+        database: String,
+        #[arg(long, value_delimiter = ',')]
+        latency_minutes: Vec<i64>,
+        #[arg(long, value_delimiter = ',')]
+        usage_minutes: Vec<i64>,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
+        Command::SchemaSql { dir } => {
+            std::fs::create_dir_all(&dir)?;
+            for m in MIGRATIONS {
+                let file = m.name.split_whitespace().next().unwrap_or(m.name);
+                let file = if file.ends_with(".sql") {
+                    file.to_owned()
+                } else {
+                    format!("{file}.sql")
+                };
+                std::fs::write(dir.join(file), m.text())?;
+            }
+            Ok(())
+        }
+        Command::CompactSql {
+            database,
+            latency_minutes,
+            usage_minutes,
+        } => {
+            let dirty = Dirty {
+                latency: latency_minutes.into_iter().collect(),
+                usage: usage_minutes.into_iter().collect(),
+            };
+            for statement in compact_statements(&database, &dirty) {
+                println!("{statement};\n");
+            }
+            Ok(())
+        }
         Command::Migrate => {
             let config = Config::load(cli.config.as_deref())?;
             init_tracing(&config.log);
             // Says why when the server cannot be reached (TLS, credentials).
             check_connection(&config.clickhouse).await?;
-            let report = migrate(&config.clickhouse).await?;
+            let report = migrate(&config).await?;
             println!(
                 "clickhouse {} database {}: applied {:?}, already applied {:?}, deferred {:?}",
                 report.server_version,

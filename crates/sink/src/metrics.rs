@@ -1,6 +1,8 @@
 //! The sink's Prometheus metrics.
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 #[derive(Debug, Clone)]
 pub struct SinkMetrics {
@@ -13,6 +15,10 @@ pub struct SinkMetrics {
     pub batch_messages: Histogram,
     pub clickhouse_up: IntGauge,
     pub committed_offset: IntGaugeVec,
+    pub compactions: IntCounter,
+    pub compaction_failures: IntCounter,
+    pub compaction_seconds: Histogram,
+    pub retention_dropped_partitions: IntCounterVec,
 }
 
 impl SinkMetrics {
@@ -72,6 +78,25 @@ impl SinkMetrics {
                 ),
                 &["topic", "partition"],
             )?,
+            compactions: IntCounter::new(
+                "centile_sink_compaction_statements_total",
+                "Stored-tier recomputations run (one per kind and tier of a batch).",
+            )?,
+            compaction_failures: IntCounter::new(
+                "centile_sink_compaction_failures_total",
+                "Stored-tier recomputations that failed (the batch is retried).",
+            )?,
+            compaction_seconds: Histogram::with_opts(HistogramOpts::new(
+                "centile_sink_compaction_duration_seconds",
+                "Time to recompute the minute, hour, day and week rows a batch touched.",
+            ))?,
+            retention_dropped_partitions: IntCounterVec::new(
+                Opts::new(
+                    "centile_sink_retention_dropped_partitions_total",
+                    "Expired partitions dropped by the retention job, by table.",
+                ),
+                &["table"],
+            )?,
         };
         registry.register(Box::new(metrics.messages.clone()))?;
         registry.register(Box::new(metrics.rows_written.clone()))?;
@@ -82,6 +107,10 @@ impl SinkMetrics {
         registry.register(Box::new(metrics.batch_messages.clone()))?;
         registry.register(Box::new(metrics.clickhouse_up.clone()))?;
         registry.register(Box::new(metrics.committed_offset.clone()))?;
+        registry.register(Box::new(metrics.compactions.clone()))?;
+        registry.register(Box::new(metrics.compaction_failures.clone()))?;
+        registry.register(Box::new(metrics.compaction_seconds.clone()))?;
+        registry.register(Box::new(metrics.retention_dropped_partitions.clone()))?;
         Ok(metrics)
     }
 }

@@ -5,28 +5,47 @@
 //! whose first line is `-- centile:min-server-version X.Y` is applied only on
 //! servers at least that version (TTL, for example, needs 19.6), and is
 //! applied by a later `migrate` once the server has been upgraded.
+//!
+//! Since 0006 the rollup tables and views are generated from one template
+//! per kind and tier (`crate::rollup::sql`); such a migration's checksum is
+//! that of its generated text. A file whose statements were superseded may
+//! be cut down to a comment; its former checksum stays accepted, so servers
+//! that applied the full text do not report a change.
 
 use clickhouse::{Client, Row};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::{client::server_client, SinkError};
-use centile_runtime::config::ClickHouseConfig;
+use centile_runtime::Config;
 
-/// A migration file, embedded at build time.
+/// A migration: a file embedded at build time, or generated SQL.
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {
     pub version: u32,
     pub name: &'static str,
-    pub sql: &'static str,
+    pub sql: Sql,
+    /// Checksums of earlier texts of this migration that remain valid.
+    pub superseded_checksums: &'static [&'static str],
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Sql {
+    File(&'static str),
+    /// Statements for a database name.
+    Generated(fn(&str) -> Vec<String>),
 }
 
 macro_rules! migration {
     ($version:expr, $file:literal) => {
+        migration!($version, $file, &[])
+    };
+    ($version:expr, $file:literal, $superseded:expr) => {
         Migration {
             version: $version,
             name: $file,
-            sql: include_str!(concat!("../../../schemas/clickhouse/", $file)),
+            sql: Sql::File(include_str!(concat!("../../../schemas/clickhouse/", $file))),
+            superseded_checksums: $superseded,
         }
     };
 }
@@ -34,10 +53,29 @@ macro_rules! migration {
 pub const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_raw_events.sql"),
     migration!(2, "0002_panes.sql"),
-    migration!(3, "0003_views.sql"),
+    // Its views were replaced by 0005 and then by the stored tiers of 0006.
+    migration!(3, "0003_views.sql", &["a993f3d63f873658"]),
     migration!(4, "0004_raw_events_ttl.sql"),
-    migration!(5, "0005_minute_rollups_and_window_status.sql"),
+    // Its views were replaced by the stored tiers of 0006.
+    migration!(
+        5,
+        "0005_minute_rollups_and_window_status.sql",
+        &["8101370d41b23ae8"]
+    ),
+    Migration {
+        version: 6,
+        name: "0006_rollup_tiers (generated)",
+        sql: Sql::Generated(crate::rollup::sql::migration),
+        superseded_checksums: &[],
+    },
 ];
+
+/// The placeholder generated migrations are checksummed (and printed) with.
+const DATABASE_PLACEHOLDER: &str = "${database}";
+
+/// 0004's raw TTL when raw events are kept forever (the retention job
+/// then manages it; see `crate::retention`).
+const RAW_FOREVER_DAYS: u64 = 36_500;
 
 const MIN_VERSION_MARKER: &str = "-- centile:min-server-version";
 
@@ -58,24 +96,41 @@ struct Applied {
 }
 
 impl Migration {
-    pub fn checksum(&self) -> String {
-        hex::encode(&Sha256::digest(self.sql.as_bytes())[..8])
+    /// The migration's text, placeholders unfilled; generated statements
+    /// each end with `;` on its own line, as in a file.
+    pub fn text(&self) -> String {
+        match self.sql {
+            Sql::File(text) => text.to_owned(),
+            Sql::Generated(make) => make(DATABASE_PLACEHOLDER)
+                .iter()
+                .map(|s| format!("{s};\n"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
     }
 
-    pub fn min_server_version(&self) -> Option<&'static str> {
-        self.sql
+    pub fn checksum(&self) -> String {
+        hex::encode(&Sha256::digest(self.text().as_bytes())[..8])
+    }
+
+    fn accepts(&self, checksum: &str) -> bool {
+        checksum == self.checksum() || self.superseded_checksums.contains(&checksum)
+    }
+
+    pub fn min_server_version(&self) -> Option<String> {
+        self.text()
             .lines()
             .next()
             .and_then(|line| line.strip_prefix(MIN_VERSION_MARKER))
-            .map(str::trim)
+            .map(|v| v.trim().to_owned())
     }
 
     /// The statements, with placeholders filled in.
     pub fn statements(&self, database: &str, retention_days: u32) -> Vec<String> {
-        split_statements(self.sql)
+        split_statements(&self.text())
             .into_iter()
             .map(|s| {
-                s.replace("${database}", database)
+                s.replace(DATABASE_PLACEHOLDER, database)
                     .replace("${raw_retention_days}", &retention_days.to_string())
             })
             .collect()
@@ -144,7 +199,9 @@ pub fn check_database_name(name: &str) -> Result<(), SinkError> {
 }
 
 /// Creates the database if needed and applies every pending migration.
-pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport, SinkError> {
+pub async fn migrate(config: &Config) -> Result<MigrationReport, SinkError> {
+    let raw_days = config.retention.raw.days().unwrap_or(RAW_FOREVER_DAYS) as u32;
+    let config = &config.clickhouse;
     let database = &config.database;
     check_database_name(database)?;
     let client = server_client(config);
@@ -174,7 +231,7 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport, SinkE
     };
     for migration in MIGRATIONS {
         if let Some(recorded) = applied.iter().find(|a| a.version == migration.version) {
-            if recorded.checksum != migration.checksum() {
+            if !migration.accepts(&recorded.checksum) {
                 return Err(SinkError::MigrationChanged {
                     name: migration.name.to_owned(),
                     recorded: recorded.checksum.clone(),
@@ -185,13 +242,13 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport, SinkE
             continue;
         }
         if let Some(required) = migration.min_server_version() {
-            if !version_at_least(&server_version, required) {
-                tracing::info!(migration = migration.name, server = %server_version, required, "deferred until the server is upgraded");
-                report.deferred.push((migration.name, required.to_owned()));
+            if !version_at_least(&server_version, &required) {
+                tracing::info!(migration = migration.name, server = %server_version, %required, "deferred until the server is upgraded");
+                report.deferred.push((migration.name, required));
                 continue;
             }
         }
-        apply(&client, migration, database, config.raw_retention_days).await?;
+        apply(&client, migration, database, raw_days).await?;
         report.applied.push(migration.name);
     }
     Ok(report)
@@ -238,7 +295,11 @@ mod tests {
             .filter(|n| n.ends_with(".sql"))
             .collect();
         files.sort();
-        let listed: Vec<&str> = MIGRATIONS.iter().map(|m| m.name).collect();
+        let listed: Vec<&str> = MIGRATIONS
+            .iter()
+            .filter(|m| matches!(m.sql, Sql::File(_)))
+            .map(|m| m.name)
+            .collect();
         assert_eq!(files, listed);
         for (i, m) in MIGRATIONS.iter().enumerate() {
             assert_eq!(m.version as usize, i + 1);
@@ -252,7 +313,8 @@ mod tests {
         let m = Migration {
             version: 9,
             name: "x",
-            sql,
+            sql: Sql::File(sql),
+            superseded_checksums: &[],
         };
         assert_eq!(
             m.statements("db1", 30),
@@ -270,11 +332,19 @@ mod tests {
         assert!(!version_at_least("18.16.1", "19.6"));
         assert!(!version_at_least("9.99", "19.6"));
         let ttl = MIGRATIONS.iter().find(|m| m.name.contains("ttl")).unwrap();
-        assert_eq!(ttl.min_server_version(), Some("19.6"));
+        assert_eq!(ttl.min_server_version().as_deref(), Some("19.6"));
         assert!(MIGRATIONS
             .iter()
             .filter(|m| !m.name.contains("ttl"))
             .all(|m| m.min_server_version().is_none()));
+    }
+
+    #[test]
+    fn generated_migrations_split_back_into_their_statements() {
+        let tiers = MIGRATIONS.iter().find(|m| m.version == 6).unwrap();
+        let expected = crate::rollup::sql::migration("db1");
+        assert_eq!(tiers.statements("db1", 7), expected);
+        assert!(expected.len() > 20);
     }
 
     #[test]

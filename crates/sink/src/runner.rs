@@ -93,7 +93,7 @@ pub async fn run(
             &shutdown,
             "migrations",
             |_| {},
-            || migrate(&config.clickhouse),
+            || migrate(config),
         )
         .await?;
         tracing::info!(applied = ?report.applied, deferred = ?report.deferred, server = %report.server_version, "schema up to date");
@@ -130,7 +130,11 @@ pub async fn run(
         limits: Limits::default(),
         admission: config.admission.admission(),
         hasher: ParameterHasher::new(config.aggregator.performance_parameters.iter().cloned()),
-        writer: Writer::new(database_client(&config.clickhouse), metrics.clone()),
+        writer: Writer::new(
+            database_client(&config.clickhouse),
+            &config.clickhouse.database,
+            metrics.clone(),
+        ),
         producer: producer_config(&config.kafka).create()?,
         legacy_warned: Mutex::default(),
     };

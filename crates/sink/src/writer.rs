@@ -1,11 +1,16 @@
-//! Writing: one RowBinary `INSERT` per table and batch.
+//! Writing: one RowBinary `INSERT` per table and batch, then the stored
+//! tiers the batch's panes touched.
 
 use std::time::Duration;
 
 use clickhouse::{Client, RowOwned, RowWrite};
 use serde::Serialize;
 
-use crate::{batch::Batch, metrics::SinkMetrics};
+use crate::{
+    batch::Batch,
+    metrics::SinkMetrics,
+    rollup::{Compactor, Dirty},
+};
 
 pub const LATENCY_EVENTS: &str = "latency_events";
 pub const USAGE_EVENTS: &str = "usage_events";
@@ -16,6 +21,7 @@ pub const SOURCE_WATERMARKS: &str = "source_watermarks";
 #[derive(Clone)]
 pub struct Writer {
     client: Client,
+    compactor: Compactor,
     metrics: SinkMetrics,
 }
 
@@ -26,13 +32,18 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
-    pub fn new(client: Client, metrics: SinkMetrics) -> Self {
-        Self { client, metrics }
+    pub fn new(client: Client, database: &str, metrics: SinkMetrics) -> Self {
+        Self {
+            compactor: Compactor::new(client.clone(), database),
+            client,
+            metrics,
+        }
     }
 
-    /// Inserts every row of the batch. Safe to repeat after a partial
-    /// failure: raw tables deduplicate by event id and pane tables by pane
-    /// id and version.
+    /// Inserts every row of the batch, then recomputes the minute, hour,
+    /// day and week rows its panes touched. Safe to repeat after a partial
+    /// failure: raw tables deduplicate by event id, pane tables by pane id
+    /// and version, and the tiers are recomputed from what is stored.
     pub async fn write(&self, batch: &Batch) -> Result<(), clickhouse::error::Error> {
         self.insert(LATENCY_EVENTS, batch.latency_events.iter())
             .await?;
@@ -41,6 +52,20 @@ impl Writer {
         self.insert(USAGE_PANES, batch.usage_panes()).await?;
         // Last: a watermark says the panes before it are in.
         self.insert(SOURCE_WATERMARKS, batch.watermarks()).await?;
+        let dirty = Dirty {
+            latency: batch.latency_panes().map(|p| i64::from(p.window_start)).collect(),
+            usage: batch.usage_panes().map(|p| i64::from(p.window_start)).collect(),
+        };
+        if !dirty.is_empty() {
+            let started = std::time::Instant::now();
+            let statements = self.compactor.compact(&dirty).await.inspect_err(|_| {
+                self.metrics.compaction_failures.inc();
+            })?;
+            self.metrics.compactions.inc_by(statements as u64);
+            self.metrics
+                .compaction_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
         Ok(())
     }
 

@@ -1,10 +1,10 @@
 //! Latency panes: counts, response-time extremes and sums, token sums, and a
-//! t-digest of response times whose centroids travel with the pane.
+//! log-bucketed sketch of response times (`centile_events::sketch`) whose
+//! buckets travel with the pane as centroids.
 
 use std::collections::BTreeMap;
 
-use centile_events::{Centroid, Decoded, Granularity, LatencyEvent, LatencyPane};
-use tdigest::TDigest;
+use centile_events::{Centroid, Decoded, Granularity, LatencyEvent, LatencyPane, Sketch};
 
 use super::{
     pane_id::version,
@@ -65,18 +65,14 @@ pub(crate) struct LatencyAgg {
     input_tokens_count: i64,
     output_tokens_sum: i64,
     output_tokens_count: i64,
-    /// Compresses when its buffer fills, i.e. by count and never by clock,
-    /// so the same input order always yields the same centroids.
-    digest: TDigest,
+    /// Bounded by the spread of the values, not their count; the same input
+    /// always yields the same buckets.
+    sketch: Sketch,
     dirty: bool,
 }
 
 impl LatencyAgg {
-    pub fn new(
-        first_offset: i64,
-        parameters: BTreeMap<String, String>,
-        compression: usize,
-    ) -> Self {
+    pub fn new(first_offset: i64, parameters: BTreeMap<String, String>) -> Self {
         Self {
             first_offset,
             last_offset: first_offset,
@@ -90,7 +86,7 @@ impl LatencyAgg {
             input_tokens_count: 0,
             output_tokens_sum: 0,
             output_tokens_count: 0,
-            digest: TDigest::new_with_size(compression),
+            sketch: Sketch::new(),
             dirty: false,
         }
     }
@@ -110,21 +106,12 @@ impl LatencyAgg {
             self.output_tokens_sum += tokens;
             self.output_tokens_count += 1;
         }
-        self.digest.push(e.response_time_ms);
+        self.sketch.add(e.response_time_ms);
         self.dirty = true;
     }
 
     fn centroids(&self) -> Vec<Centroid> {
-        let mut digest = self.digest.clone();
-        digest.flush();
-        digest
-            .centroids()
-            .iter()
-            .map(|c| Centroid {
-                mean: c.mean(),
-                weight: c.weight().round() as u64,
-            })
-            .collect()
+        self.sketch.centroids()
     }
 }
 

@@ -30,7 +30,6 @@ use partition::PartitionState;
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub allowed_lateness_ms: i64,
-    pub tdigest_compression: usize,
     pub parameters: ParameterHasher,
 }
 
@@ -38,7 +37,6 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             allowed_lateness_ms: 10_000,
-            tdigest_compression: 1000,
             parameters: ParameterHasher::default(),
         }
     }

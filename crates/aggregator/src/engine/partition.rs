@@ -192,10 +192,9 @@ impl PartitionState {
             Event::Latency(e) => {
                 let params = config.parameters.select(&e.parameters);
                 let key = LatencyKey::new(granularity, window_start, e, &params.hash);
-                let compression = config.tdigest_compression;
                 self.latency
                     .entry(key, || {
-                        LatencyAgg::new(offset, params.parameters.clone(), compression)
+                        LatencyAgg::new(offset, params.parameters.clone())
                     })
                     .add(offset, e);
             }

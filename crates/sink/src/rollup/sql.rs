@@ -1,0 +1,382 @@
+//! Every rollup table, view and compaction statement, made from one
+//! template per kind and tier ([`Kind`] × [`Tier`]).
+//!
+//! The SQL runs on ClickHouse 18.16 and on modern servers. Two 18.16 rules
+//! shape it: an alias must never equal a column name used inside an
+//! aggregate (hence the `s_`, `a_` and `v_` prefixes), and a view is fast
+//! only when the caller's filter can be pushed into it, which works through
+//! `GROUP BY` (with `enable_optimize_predicate_expression = 1`, the default
+//! since 19.x) but never through `FINAL`. Views therefore collapse row
+//! versions with `argMax(…, revision)` grouped by the key, not with `FINAL`.
+
+use std::collections::BTreeSet;
+
+use centile_events::sketch::bucket_key_sql;
+
+use super::tiers::{Kind, Tier};
+
+/// `window_start` and the kind's dimensions: a stored row's identity.
+fn key(kind: Kind) -> Vec<&'static str> {
+    let mut key = vec!["window_start"];
+    key.extend_from_slice(kind.dimensions());
+    key
+}
+
+fn dims(kind: Kind) -> String {
+    kind.dimensions().join(", ")
+}
+
+/// The nearest-rank quantile `level` of a merged sketch tuple
+/// `(keys, counts, sums)`: the mean of the bucket the rank falls in.
+pub fn quantile_sql(sketch: &str, level: f64) -> String {
+    let counts = format!("tupleElement({sketch}, 2)");
+    let sums = format!("tupleElement({sketch}, 3)");
+    let index = format!(
+        "arrayFirstIndex(c -> c >= greatest(1, ceil({level} * arraySum({counts}))), arrayCumSum({counts}))"
+    );
+    format!("arrayElement({sums}, {index}) / arrayElement({counts}, {index})")
+}
+
+/// `CREATE TABLE` for one stored tier.
+pub fn create_table(database: &str, kind: Kind, tier: Tier) -> String {
+    let mut columns = vec![
+        "window_start DateTime('UTC')".to_owned(),
+        "window_end DateTime('UTC')".to_owned(),
+    ];
+    for d in kind.dimensions().iter().chain(kind.attributes()) {
+        columns.push(format!("{d} String"));
+    }
+    for m in kind.metrics() {
+        columns.push(format!("{} {}", m.name, m.sql_type));
+    }
+    if kind.has_sketch() {
+        columns.extend(
+            [
+                "sketch_keys Array(Int32)",
+                "sketch_counts Array(UInt64)",
+                "sketch_sums Array(Float64)",
+                "p50 Float64",
+                "p95 Float64",
+                "p99 Float64",
+            ]
+            .map(String::from),
+        );
+    }
+    columns.extend(
+        [
+            "coverage UInt64",
+            "panes UInt64",
+            "revision UInt64",
+            "updated_at DateTime('UTC')",
+        ]
+        .map(String::from),
+    );
+    format!(
+        "CREATE TABLE IF NOT EXISTS {database}.{table}\n(\n    {columns}\n)\nENGINE = ReplacingMergeTree(revision)\nPARTITION BY {partition}\nORDER BY ({key})",
+        table = tier.table(kind),
+        columns = columns.join(",\n    "),
+        partition = tier.partition_sql(),
+        key = key(kind).join(", "),
+    )
+}
+
+/// The stored columns that follow the key, in table order.
+fn value_columns(kind: Kind) -> Vec<&'static str> {
+    let mut cols: Vec<&'static str> = vec!["window_end"];
+    cols.extend_from_slice(kind.attributes());
+    cols.extend(kind.metrics().iter().map(|m| m.name));
+    if kind.has_sketch() {
+        cols.extend([
+            "sketch_keys",
+            "sketch_counts",
+            "sketch_sums",
+            "p50",
+            "p95",
+            "p99",
+        ]);
+    }
+    cols.extend(["coverage", "panes", "updated_at"]);
+    cols
+}
+
+/// One row per key: the highest revision's values as `v_<column>`, and
+/// `v_revision`. `filter` is ANDed into the scan.
+fn latest_rows(database: &str, kind: Kind, tier: Tier, filter: &str) -> String {
+    let values: Vec<String> = value_columns(kind)
+        .iter()
+        .map(|c| format!("argMax({c}, revision) AS v_{c}"))
+        .collect();
+    format!(
+        "SELECT {key}, {values}, max(revision) AS v_revision\n    FROM {database}.{table}{filter}\n    GROUP BY {key}",
+        key = key(kind).join(", "),
+        values = values.join(", "),
+        table = tier.table(kind),
+        filter = if filter.is_empty() {
+            String::new()
+        } else {
+            format!("\n    WHERE {filter}")
+        },
+    )
+}
+
+/// Input rows of one tier's compaction, as `s_start`, the dimensions and
+/// `s_<column>`: minute panes (latest version of each) for the minute tier,
+/// the latest rows of the tier below otherwise.
+fn source_rows(database: &str, kind: Kind, tier: Tier, filter: &str) -> String {
+    let mut cols = vec!["window_start AS s_start".to_owned(), dims(kind)];
+    match tier.lower() {
+        None => {
+            for a in kind.attributes() {
+                cols.push(format!("{a} AS s_{a}"));
+            }
+            for m in kind.metrics() {
+                cols.push(format!("{0} AS s_{0}", m.name));
+            }
+            if kind.has_sketch() {
+                cols.push(format!(
+                    "arrayMap(x -> {}, centroid_means) AS s_sketch_keys",
+                    bucket_key_sql("x")
+                ));
+                cols.push("centroid_weights AS s_sketch_counts".into());
+                cols.push(
+                    "arrayMap((x, w) -> x * w, centroid_means, centroid_weights) AS s_sketch_sums"
+                        .into(),
+                );
+            }
+            cols.push("toUInt64(1) AS s_panes".into());
+            // +1: a pane with version 0 still raises the revision.
+            cols.push("version + 1 AS s_revision".into());
+            cols.push("emitted_at AS s_updated_at".into());
+            format!(
+                "SELECT {cols}\n    FROM {database}.{panes} FINAL\n    WHERE granularity = 'minute' AND {filter}",
+                cols = cols.join(", "),
+                panes = kind.panes_table(),
+            )
+        }
+        Some(lower) => {
+            for c in value_columns(kind) {
+                cols.push(format!("v_{c} AS s_{c}"));
+            }
+            cols.push("v_revision AS s_revision".into());
+            format!(
+                "SELECT {cols}\n    FROM ({latest})",
+                cols = cols.join(", "),
+                latest = latest_rows(database, kind, lower, filter),
+            )
+        }
+    }
+}
+
+/// `INSERT … SELECT` recomputing every row of `tier` in `buckets` (bucket
+/// starts, Unix seconds) from the tier below. Idempotent: the result is a
+/// function of what is stored below, and its revision (the sum of the
+/// merged rows' revisions) grows whenever anything below changed.
+pub fn compact(database: &str, kind: Kind, tier: Tier, buckets: &BTreeSet<i64>) -> String {
+    let (Some(first), Some(last)) = (buckets.first(), buckets.last()) else {
+        return String::new();
+    };
+    let list: Vec<String> = buckets.iter().map(i64::to_string).collect();
+    let filter = format!(
+        "window_start >= toDateTime({first}, 'UTC') AND window_start < toDateTime({end}, 'UTC') AND toUInt32({bucket}) IN ({list})",
+        end = last + tier.seconds(),
+        bucket = tier.bucket_sql("window_start"),
+        list = list.join(", "),
+    );
+    let bucket = tier.bucket_sql("s_start");
+    let mut aggregates = vec![format!("{bucket} AS b"), dims(kind)];
+    for a in kind.attributes() {
+        aggregates.push(format!("any(s_{a}) AS a_{a}"));
+    }
+    for m in kind.metrics() {
+        aggregates.push(format!("{}(s_{}) AS a_{}", m.merge, m.name, m.name));
+    }
+    if kind.has_sketch() {
+        aggregates.push("sumMap(s_sketch_keys, s_sketch_counts, s_sketch_sums) AS a_sketch".into());
+    }
+    aggregates.push(match tier.lower() {
+        None => "toUInt64(0) AS a_coverage".into(),
+        Some(lower) => format!(
+            "groupBitOr(bitShiftLeft(toUInt64(1), toUInt64(intDiv(toUInt32(s_start) - toUInt32(b), {})))) AS a_coverage",
+            lower.seconds()
+        ),
+    });
+    aggregates.push("sum(s_panes) AS a_panes".into());
+    aggregates.push("sum(s_revision) AS a_revision".into());
+    aggregates.push("max(s_updated_at) AS a_updated_at".into());
+
+    let mut outputs = vec![format!("b, b + {}", tier.seconds()), dims(kind)];
+    for a in kind.attributes() {
+        outputs.push(format!("a_{a}"));
+    }
+    for m in kind.metrics() {
+        outputs.push(format!("a_{}", m.name));
+    }
+    if kind.has_sketch() {
+        outputs.push(
+            "tupleElement(a_sketch, 1), tupleElement(a_sketch, 2), tupleElement(a_sketch, 3)"
+                .into(),
+        );
+        for level in [0.5, 0.95, 0.99] {
+            outputs.push(quantile_sql("a_sketch", level));
+        }
+    }
+    outputs.push("a_coverage, a_panes, a_revision, a_updated_at".into());
+
+    let mut columns = key(kind);
+    columns.insert(1, "window_end");
+    columns.extend(value_columns(kind).into_iter().filter(|c| {
+        !matches!(*c, "window_end" | "coverage" | "panes" | "updated_at")
+    }));
+    columns.extend(["coverage", "panes", "revision", "updated_at"]);
+
+    format!(
+        "INSERT INTO {database}.{table} ({columns})\nSELECT {outputs}\nFROM\n(\n    SELECT {aggregates}\n    FROM ({source})\n    GROUP BY b, {dims}\n)",
+        table = tier.table(kind),
+        columns = columns.join(", "),
+        outputs = outputs.join(", "),
+        aggregates = aggregates.join(", "),
+        source = source_rows(database, kind, tier, &filter),
+        dims = dims(kind),
+    )
+}
+
+/// The analysts' view of one kind and tier, with the columns the views
+/// have always had, then `window_end` and the sketch for merging.
+pub fn create_view(database: &str, kind: Kind, tier: Tier) -> String {
+    let d = dims(kind);
+    let columns = match kind {
+        Kind::Latency => format!(
+            "window_start, {d}, v_parameters AS parameters,
+    v_calls AS call_count, v_successes AS success_count, v_errors AS error_count,
+    v_successes / greatest(v_calls, 1) AS success_rate,
+    v_rt_sum / greatest(v_calls, 1) AS avg_response_time,
+    v_rt_min AS min_response_time, v_rt_max AS max_response_time,
+    v_p50 AS p50_response_time, v_p95 AS p95_response_time, v_p99 AS p99_response_time,
+    v_input_tokens_sum / greatest(v_input_tokens_count, 1) AS avg_input_tokens,
+    v_output_tokens_sum / greatest(v_output_tokens_count, 1) AS avg_output_tokens,
+    v_input_tokens_sum AS total_input_tokens, v_output_tokens_sum AS total_output_tokens,
+    v_revision AS revision, v_updated_at AS updated_at,
+    v_window_end AS window_end, v_sketch_keys AS sketch_keys, v_sketch_counts AS sketch_counts, v_sketch_sums AS sketch_sums"
+        ),
+        Kind::Usage => format!(
+            "window_start, {d},
+    v_requests AS request_count,
+    v_input_tokens_sum AS total_input_tokens, v_output_tokens_sum AS total_output_tokens,
+    toDecimal64(v_cost_usd_nanos_sum, 0) * toDecimal64('0.000000001', 9) AS total_cost_usd,
+    v_revision AS revision, v_updated_at AS updated_at,
+    v_window_end AS window_end"
+        ),
+    };
+    format!(
+        "CREATE VIEW {database}.{view} AS\nSELECT {columns}\nFROM\n(\n    {latest}\n)",
+        view = tier.view(kind),
+        latest = latest_rows(database, kind, tier, ""),
+    )
+}
+
+/// Per day and model: latency merged across tenants, tools and parameter
+/// sets from the stored day rows, with the usage of the same day, model and
+/// provider (0 when there is none). 18.16 needs explicit ANY/ALL strictness
+/// on JOIN; ifNull() keeps the columns non-Nullable whatever the caller's
+/// join_use_nulls is.
+pub fn create_top_models_view(database: &str) -> String {
+    let lat = latest_rows(database, Kind::Latency, Tier::Day, "");
+    let usg = latest_rows(database, Kind::Usage, Tier::Day, "");
+    format!(
+        "CREATE VIEW {database}.top_models_daily AS
+SELECT window_start, model_id, provider, call_count, error_rate,
+    p50_response_time, p95_response_time, p99_response_time,
+    ifNull(usg_cost_usd, toDecimal64(0, 9)) AS total_cost_usd,
+    ifNull(usg_requests, toUInt64(0)) AS request_count
+FROM
+(
+    SELECT window_start, model_id, provider,
+        sum(v_calls) AS call_count,
+        sum(v_errors) / greatest(sum(v_calls), 1) AS error_rate,
+        sumMap(v_sketch_keys, v_sketch_counts, v_sketch_sums) AS m,
+        {p50} AS p50_response_time, {p95} AS p95_response_time, {p99} AS p99_response_time
+    FROM ({lat})
+    GROUP BY window_start, model_id, provider
+) AS lat
+ANY LEFT JOIN
+(
+    SELECT window_start, model_id, provider,
+        sum(v_requests) AS usg_requests,
+        toDecimal64(sum(v_cost_usd_nanos_sum), 0) * toDecimal64('0.000000001', 9) AS usg_cost_usd
+    FROM ({usg})
+    GROUP BY window_start, model_id, provider
+) AS usg
+USING (window_start, model_id, provider)",
+        p50 = quantile_sql("m", 0.5),
+        p95 = quantile_sql("m", 0.95),
+        p99 = quantile_sql("m", 0.99),
+    )
+}
+
+/// Completeness per tier and window: final once the watermark has passed
+/// the window's end on every source partition, as seen on every rollup
+/// partition. `panes` counts the minute panes merged into the window.
+pub fn create_window_status_view(database: &str) -> String {
+    let mut branches = Vec::new();
+    for tier in Tier::ALL {
+        for kind in Kind::ALL {
+            branches.push(format!(
+                "SELECT '{name}' AS window_granularity, window_start, v_window_end AS window_end_at, sum(v_panes) AS pane_count\n        FROM ({latest})\n        GROUP BY window_start, window_end_at",
+                name = tier.name(),
+                latest = latest_rows(database, kind, tier, ""),
+            ));
+        }
+    }
+    format!(
+        "CREATE VIEW {database}.window_status AS
+SELECT granularity, window_start, window_end, panes, low_watermark,
+    toUInt8(window_end <= low_watermark) AS is_final
+FROM
+(
+    SELECT window_granularity AS granularity, window_start, window_end_at AS window_end, sum(pane_count) AS panes
+    FROM
+    (
+        {branches}
+    )
+    GROUP BY granularity, window_start, window_end
+) AS windows
+CROSS JOIN
+(
+    SELECT min(source_watermark) AS low_watermark
+    FROM
+    (
+        SELECT source_topic, source_partition, min(watermark) AS source_watermark
+        FROM {database}.source_watermarks FINAL
+        GROUP BY source_topic, source_partition
+    )
+) AS progress",
+        branches = branches.join("\n        UNION ALL\n        "),
+    )
+}
+
+/// Every statement of the rollup-tier migration, in order: tables, then
+/// views replaced wholesale (they hold no data).
+pub fn migration(database: &str) -> Vec<String> {
+    let mut statements = Vec::new();
+    for kind in Kind::ALL {
+        for tier in Tier::ALL {
+            statements.push(create_table(database, kind, tier));
+        }
+    }
+    let mut views: Vec<String> = Kind::ALL
+        .iter()
+        .flat_map(|k| Tier::ALL.map(|t| t.view(*k)))
+        .collect();
+    views.extend(["top_models_daily".into(), "window_status".into()]);
+    for view in &views {
+        statements.push(format!("DROP TABLE IF EXISTS {database}.{view}"));
+    }
+    for kind in Kind::ALL {
+        for tier in Tier::ALL {
+            statements.push(create_view(database, kind, tier));
+        }
+    }
+    statements.push(create_top_models_view(database));
+    statements.push(create_window_status_view(database));
+    statements
+}

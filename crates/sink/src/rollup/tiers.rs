@@ -1,0 +1,196 @@
+//! The stored rollup tiers and the two kinds of rollup: one definition of
+//! each, from which every table, view and compaction statement is made.
+
+/// A stored tier. Each is computed from the one below it (minute rows from
+/// minute panes), so a row is always a merge of a bounded number of rows:
+/// at most 60, 24 or 7, times the panes of a minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Tier {
+    Minute,
+    Hour,
+    Day,
+    Week,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 4] = [Tier::Minute, Tier::Hour, Tier::Day, Tier::Week];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Minute => "minute",
+            Tier::Hour => "hour",
+            Tier::Day => "day",
+            Tier::Week => "week",
+        }
+    }
+
+    /// The analysts' view suffix (`latency_hourly`, ...).
+    pub fn view_suffix(self) -> &'static str {
+        match self {
+            Tier::Minute => "minute",
+            Tier::Hour => "hourly",
+            Tier::Day => "daily",
+            Tier::Week => "weekly",
+        }
+    }
+
+    pub fn seconds(self) -> i64 {
+        match self {
+            Tier::Minute => 60,
+            Tier::Hour => 3_600,
+            Tier::Day => 86_400,
+            Tier::Week => 604_800,
+        }
+    }
+
+    /// The tier this one is computed from (`None`: from the minute panes).
+    pub fn lower(self) -> Option<Tier> {
+        match self {
+            Tier::Minute => None,
+            Tier::Hour => Some(Tier::Minute),
+            Tier::Day => Some(Tier::Hour),
+            Tier::Week => Some(Tier::Day),
+        }
+    }
+
+    /// The start of this tier's bucket holding `expr` (a UTC DateTime), in
+    /// SQL both 18.16 and modern servers accept. Weeks are ISO weeks,
+    /// starting on Monday.
+    pub fn bucket_sql(self, expr: &str) -> String {
+        match self {
+            Tier::Minute => format!("toStartOfMinute({expr})"),
+            Tier::Hour => format!("toStartOfHour({expr})"),
+            Tier::Day => format!("toStartOfDay({expr})"),
+            Tier::Week => format!("(toStartOfDay({expr}) - (toDayOfWeek({expr}) - 1) * 86400)"),
+        }
+    }
+
+    /// The start of this tier's bucket holding `ts` (Unix seconds).
+    pub fn bucket_of(self, ts: i64) -> i64 {
+        match self {
+            // 1970-01-01 was a Thursday: Monday-based weeks are offset by 3 days.
+            Tier::Week => (ts + 3 * 86_400).div_euclid(604_800) * 604_800 - 3 * 86_400,
+            _ => ts.div_euclid(self.seconds()) * self.seconds(),
+        }
+    }
+
+    /// Partitions hold whole buckets of the tier above, so dropping an
+    /// expired partition never leaves a higher bucket half-covered: days of
+    /// minutes, Monday-weeks of hours, months (by the week's Monday) of days.
+    pub fn partition_sql(self) -> &'static str {
+        match self {
+            Tier::Minute => "toYYYYMMDD(window_start)",
+            Tier::Hour => "toMonday(window_start)",
+            Tier::Day => "toYYYYMM(toMonday(window_start))",
+            Tier::Week => "toYear(window_start)",
+        }
+    }
+
+    pub fn table(self, kind: Kind) -> String {
+        format!("{}_rollup_{}", kind.name(), self.name())
+    }
+
+    pub fn view(self, kind: Kind) -> String {
+        format!("{}_{}", kind.name(), self.view_suffix())
+    }
+}
+
+/// A column summed, or folded with min/max, when rows merge.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    pub name: &'static str,
+    pub sql_type: &'static str,
+    pub merge: &'static str,
+}
+
+const fn metric(name: &'static str, sql_type: &'static str, merge: &'static str) -> Metric {
+    Metric {
+        name,
+        sql_type,
+        merge,
+    }
+}
+
+const LATENCY_METRICS: &[Metric] = &[
+    metric("calls", "UInt64", "sum"),
+    metric("successes", "UInt64", "sum"),
+    metric("errors", "UInt64", "sum"),
+    metric("rt_sum", "Float64", "sum"),
+    metric("rt_min", "Float64", "min"),
+    metric("rt_max", "Float64", "max"),
+    metric("input_tokens_sum", "Int64", "sum"),
+    metric("input_tokens_count", "UInt64", "sum"),
+    metric("output_tokens_sum", "Int64", "sum"),
+    metric("output_tokens_count", "UInt64", "sum"),
+];
+
+const USAGE_METRICS: &[Metric] = &[
+    metric("requests", "UInt64", "sum"),
+    metric("input_tokens_sum", "Int64", "sum"),
+    metric("output_tokens_sum", "Int64", "sum"),
+    metric("cost_usd_nanos_sum", "Int64", "sum"),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Latency,
+    Usage,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 2] = [Kind::Latency, Kind::Usage];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Latency => "latency",
+            Kind::Usage => "usage",
+        }
+    }
+
+    pub fn panes_table(self) -> String {
+        format!("{}_panes", self.name())
+    }
+
+    /// The dimensions a row is keyed by, after `window_start`.
+    pub fn dimensions(self) -> &'static [&'static str] {
+        match self {
+            Kind::Latency => &["tenant_id", "model_id", "provider", "tool", "parameter_hash"],
+            Kind::Usage => &["tenant_id", "model_id", "provider", "feature"],
+        }
+    }
+
+    /// Descriptive columns that follow the key (any value of the group).
+    pub fn attributes(self) -> &'static [&'static str] {
+        match self {
+            Kind::Latency => &["parameters"],
+            Kind::Usage => &[],
+        }
+    }
+
+    pub fn metrics(self) -> &'static [Metric] {
+        match self {
+            Kind::Latency => LATENCY_METRICS,
+            Kind::Usage => USAGE_METRICS,
+        }
+    }
+
+    /// Whether rows carry a response-time sketch.
+    pub fn has_sketch(self) -> bool {
+        self == Kind::Latency
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weeks_start_on_monday() {
+        // 2026-12-02 13:00 UTC is a Wednesday; its week starts Monday 11-30.
+        assert_eq!(Tier::Week.bucket_of(1_796_216_400), 1_795_996_800);
+        assert_eq!(Tier::Week.bucket_of(1_795_996_800), 1_795_996_800);
+        assert_eq!(Tier::Week.bucket_of(1_795_996_799), 1_795_996_800 - 604_800);
+        assert_eq!(Tier::Hour.bucket_of(3_601), 3_600);
+        assert_eq!(Tier::Minute.bucket_of(-1), -60);
+    }
+}
