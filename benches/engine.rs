@@ -82,7 +82,7 @@ fn gateway(c: &mut Criterion) {
     use centile_events::Admission;
     use centile_producer::gateway::{
         body::{split, BodyFormat},
-        fields::{events as to_events, EventKind, Intake},
+        fields::{events as to_events, EventKind, Intake, Tenant},
         id_key,
         ids::IdSource,
     };
@@ -103,7 +103,7 @@ fn gateway(c: &mut Criterion) {
     let limits = Limits::default();
     let schemas = Schemas::new();
     let intake = Intake {
-        tenant: "bench",
+        tenant: Tenant::Key("bench"),
         arrived_at: T0,
         limits: &limits,
         admission: Admission::default(),

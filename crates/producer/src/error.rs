@@ -15,4 +15,13 @@ pub enum ProducerError {
     NoRegistry,
     #[error(transparent)]
     Runtime(#[from] centile_runtime::RuntimeError),
+    #[error("{path}: {source}")]
+    Input {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0} changed while it was being imported; import it again")]
+    Changed(String),
+    #[error("publishing stopped: {0}")]
+    Interrupted(String),
 }

@@ -10,11 +10,14 @@
 //! - [`gateway`] is `centile-producer serve`: the HTTP door for applications
 //!   that do not speak Kafka.
 //! - [`generator`] makes realistic, seeded traffic for demos and tests.
+//! - [`import`] is `centile-producer import`: history from NDJSON or CSV
+//!   files, counted once however often it is re-run.
 
 mod builder;
 mod error;
 pub mod gateway;
 pub mod generator;
+pub mod import;
 mod publisher;
 
 pub use builder::{epoch_ms, new_event_id, Latency, LatencyBuilder, Outcome, Usage, UsageBuilder};

@@ -1,6 +1,10 @@
 //! JSON event objects to typed events, collecting every problem: missing
 //! fields, wrong types, unknown fields, then the shared value rules
 //! ([`Validate`]) and the admission window for `occurred_at`.
+//!
+//! The gateway converts a request's objects with [`events`]; the history
+//! import (`centile-producer import`) converts one row at a time with
+//! [`event`]. Both run the same [`Reader`], so validity has one code path.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -24,43 +28,81 @@ impl EventKind {
         }
     }
 
-    fn fields(self) -> &'static [&'static str] {
+    /// Every field an event object may have, with its JSON type, in the
+    /// Avro schema's order.
+    pub fn fields(self) -> &'static [(&'static str, FieldType)] {
+        use FieldType::*;
         match self {
             Self::Latency => &[
-                "event_id",
-                "occurred_at",
-                "tenant_id",
-                "model_id",
-                "provider",
-                "tool",
-                "parameters",
-                "response_time_ms",
-                "success",
-                "error_type",
-                "input_tokens",
-                "output_tokens",
+                ("event_id", Text),
+                ("occurred_at", Timestamp),
+                ("tenant_id", Text),
+                ("model_id", Text),
+                ("provider", Text),
+                ("tool", Text),
+                ("parameters", Parameters),
+                ("response_time_ms", Number),
+                ("success", Boolean),
+                ("error_type", Text),
+                ("input_tokens", Integer),
+                ("output_tokens", Integer),
             ],
             Self::Usage => &[
-                "event_id",
-                "occurred_at",
-                "tenant_id",
-                "user_id",
-                "model_id",
-                "provider",
-                "feature",
-                "input_tokens",
-                "output_tokens",
-                "cost_usd_nanos",
+                ("event_id", Text),
+                ("occurred_at", Timestamp),
+                ("tenant_id", Text),
+                ("user_id", Text),
+                ("model_id", Text),
+                ("provider", Text),
+                ("feature", Text),
+                ("input_tokens", Integer),
+                ("output_tokens", Integer),
+                ("cost_usd_nanos", Integer),
             ],
         }
     }
+
+    /// The JSON type of a field, or `None` for a field events do not have.
+    pub fn field_type(self, name: &str) -> Option<FieldType> {
+        self.fields()
+            .iter()
+            .find(|(field, _)| *field == name)
+            .map(|(_, kind)| *kind)
+    }
+}
+
+/// The JSON type a field takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    /// A string (or null, for the optional ones).
+    Text,
+    /// RFC 3339 text or integer epoch milliseconds.
+    Timestamp,
+    /// An object of strings, numbers or booleans.
+    Parameters,
+    /// A finite number.
+    Number,
+    /// An integer.
+    Integer,
+    Boolean,
+}
+
+/// Where an event's tenant comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tenant<'a> {
+    /// The tenant of the request's API key: an event may repeat it in
+    /// `tenant_id`, and one naming another tenant refuses the request.
+    Key(&'a str),
+    /// Each event names its own in the required `tenant_id` (the history
+    /// import, which has no key).
+    Named,
 }
 
 /// What the events of one request are checked against.
 #[derive(Debug)]
 pub struct Intake<'a> {
-    /// The tenant of the request's API key.
-    pub tenant: &'a str,
+    /// The tenant of the request's API key, or each event's own.
+    pub tenant: Tenant<'a>,
     /// Arrival time, ms since the epoch.
     pub arrived_at: i64,
     pub limits: &'a Limits,
@@ -86,27 +128,14 @@ pub fn events(
     let mut problems = Vec::new();
     let mut foreign = Vec::new();
     for (index, object) in objects.iter().enumerate() {
-        let mut reader = Reader {
-            index,
-            object,
-            problems: Vec::new(),
-        };
-        if reader
-            .optional_string("tenant_id")
-            .is_some_and(|named| named != intake.tenant)
-        {
+        let mut read = read(kind, index, object, intake);
+        if read.foreign {
             foreign.push(index);
         }
-        let event = match kind {
-            EventKind::Latency => Event::Latency(reader.latency(intake)),
-            EventKind::Usage => Event::Usage(reader.usage(intake)),
-        };
-        reader.unknown_fields(kind.fields());
-        reader.check_values(&event, intake);
-        if reader.problems.is_empty() {
-            events.push(event);
+        if read.problems.is_empty() {
+            events.push(read.event);
         }
-        problems.append(&mut reader.problems);
+        problems.append(&mut read.problems);
     }
     if !foreign.is_empty() {
         return Err(Refusal::CrossTenant(foreign));
@@ -115,6 +144,67 @@ pub fn events(
         return Err(Refusal::Invalid(problems));
     }
     Ok(events)
+}
+
+/// Converts one object at position `index` (which also seeds a missing
+/// event id, see [`IdSource`]), or lists every problem it has. An event
+/// naming another tenant than the key's is refused as a problem of
+/// `tenant_id`.
+pub fn event(
+    kind: EventKind,
+    index: usize,
+    object: &Map<String, Value>,
+    intake: &Intake<'_>,
+) -> Result<Event, Vec<Problem>> {
+    let mut read = read(kind, index, object, intake);
+    if read.foreign {
+        read.problems.push(Problem::new(
+            index,
+            "tenant_id",
+            "names another tenant than the API key's",
+        ));
+    }
+    if read.problems.is_empty() {
+        Ok(read.event)
+    } else {
+        Err(read.problems)
+    }
+}
+
+/// One object read: the event (meaningful only without problems), its
+/// problems, and whether it names another tenant than the key's.
+struct Read {
+    event: Event,
+    problems: Vec<Problem>,
+    foreign: bool,
+}
+
+fn read(kind: EventKind, index: usize, object: &Map<String, Value>, intake: &Intake<'_>) -> Read {
+    let mut reader = Reader {
+        index,
+        object,
+        problems: Vec::new(),
+    };
+    let (tenant, foreign) = match intake.tenant {
+        Tenant::Key(key_tenant) => {
+            let foreign = reader
+                .optional_string("tenant_id")
+                .is_some_and(|named| named != key_tenant);
+            (key_tenant.to_owned(), foreign)
+        }
+        Tenant::Named => (reader.string("tenant_id"), false),
+    };
+    let event = match kind {
+        EventKind::Latency => Event::Latency(reader.latency(intake, tenant)),
+        EventKind::Usage => Event::Usage(reader.usage(intake, tenant)),
+    };
+    reader.unknown_fields(kind.fields());
+    reader.check_values(&event, intake);
+    Read {
+        event,
+        problems: reader.problems,
+        foreign,
+    }
 }
 
 struct Reader<'a> {
@@ -263,17 +353,17 @@ impl Reader<'_> {
         parameters
     }
 
-    fn event_id(&mut self, intake: &Intake<'_>, occurred_at: i64) -> String {
+    fn event_id(&mut self, intake: &Intake<'_>, tenant: &str, occurred_at: i64) -> String {
         self.optional_string("event_id")
-            .unwrap_or_else(|| intake.ids.id(intake.tenant, self.index, occurred_at))
+            .unwrap_or_else(|| intake.ids.id(tenant, self.index, occurred_at))
     }
 
-    fn latency(&mut self, intake: &Intake<'_>) -> LatencyEvent {
+    fn latency(&mut self, intake: &Intake<'_>, tenant_id: String) -> LatencyEvent {
         let occurred_at = self.timestamp("occurred_at");
         LatencyEvent {
-            event_id: self.event_id(intake, occurred_at),
+            event_id: self.event_id(intake, &tenant_id, occurred_at),
             occurred_at,
-            tenant_id: intake.tenant.to_owned(),
+            tenant_id,
             model_id: self.string("model_id"),
             provider: self.string("provider"),
             tool: self.string("tool"),
@@ -286,12 +376,12 @@ impl Reader<'_> {
         }
     }
 
-    fn usage(&mut self, intake: &Intake<'_>) -> UsageEvent {
+    fn usage(&mut self, intake: &Intake<'_>, tenant_id: String) -> UsageEvent {
         let occurred_at = self.timestamp("occurred_at");
         UsageEvent {
-            event_id: self.event_id(intake, occurred_at),
+            event_id: self.event_id(intake, &tenant_id, occurred_at),
             occurred_at,
-            tenant_id: intake.tenant.to_owned(),
+            tenant_id,
             user_id: self.optional_string("user_id"),
             model_id: self.string("model_id"),
             provider: self.string("provider"),
@@ -302,11 +392,11 @@ impl Reader<'_> {
         }
     }
 
-    fn unknown_fields(&mut self, known: &[&str]) {
+    fn unknown_fields(&mut self, known: &[(&str, FieldType)]) {
         let unknown: Vec<String> = self
             .object
             .keys()
-            .filter(|name| !known.contains(&name.as_str()))
+            .filter(|name| !known.iter().any(|(field, _)| field == name))
             .cloned()
             .collect();
         for name in unknown {
@@ -366,7 +456,7 @@ mod tests {
         };
         let limits = Limits::default();
         let intake = Intake {
-            tenant: "acme",
+            tenant: Tenant::Key("acme"),
             arrived_at: NOW,
             limits: &limits,
             admission: Admission::default(),
@@ -499,6 +589,49 @@ mod tests {
             reasons.contains(&"parameters: too many parameters: 70, limit 64".to_owned()),
             "{reasons:?}"
         );
+    }
+
+    #[test]
+    fn one_event_converts_alone_with_its_own_tenant_or_the_keys() {
+        let limits = Limits::default();
+        let ids = IdSource::Idempotent("import:0123".into());
+        let mut intake = Intake {
+            tenant: Tenant::Named,
+            arrived_at: NOW,
+            limits: &limits,
+            admission: Admission::default(),
+            ids: &ids,
+        };
+        let mut body = latency();
+        body["occurred_at"] = json!(NOW);
+        body["tenant_id"] = json!("globex");
+        let object = body.as_object().unwrap().clone();
+        let Ok(Event::Latency(e)) = event(EventKind::Latency, 7, &object, &intake) else {
+            panic!("valid")
+        };
+        assert_eq!(e.tenant_id, "globex");
+        assert_eq!(e.event_id, ids.id("globex", 7, NOW));
+
+        let mut anonymous = object.clone();
+        anonymous.remove("tenant_id");
+        assert_eq!(
+            event(EventKind::Latency, 7, &anonymous, &intake),
+            Err(vec![Problem::new(7, "tenant_id", "missing field")])
+        );
+
+        intake.tenant = Tenant::Key("acme");
+        assert_eq!(
+            event(EventKind::Latency, 3, &object, &intake),
+            Err(vec![Problem::new(
+                3,
+                "tenant_id",
+                "names another tenant than the API key's"
+            )])
+        );
+        let Ok(Event::Latency(e)) = event(EventKind::Latency, 3, &anonymous, &intake) else {
+            panic!("valid")
+        };
+        assert_eq!(e.tenant_id, "acme");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::{
     answer::{Accepted, Rejection},
     body::{split, BodyError, BodyFormat},
-    fields::{events, EventKind, Intake, Refusal},
+    fields::{events, EventKind, Intake, Refusal, Tenant},
     ids::IdSource,
     keys::{hash_key, Grant},
     recent::{id_key, Claim, IdKey},
@@ -127,7 +127,7 @@ async fn accept(
         _ => IdSource::Random,
     };
     let intake = Intake {
-        tenant: &grant.tenant,
+        tenant: Tenant::Key(&grant.tenant),
         arrived_at: epoch_ms(SystemTime::now()),
         limits: &gateway.limits,
         admission: gateway.admission,
