@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use centile_events::{Event, Granularity, ParameterHasher};
+use centile_events::{Event, ParameterHasher};
+use centile_sink::rollup::{Kind, Tier};
 use clickhouse::Row;
 use serde::Deserialize;
 
@@ -51,8 +52,8 @@ pub struct UsageTruth {
 /// Exact per-window aggregates of every event added.
 #[derive(Debug, Default)]
 pub struct Truth {
-    pub latency: BTreeMap<Granularity, BTreeMap<LatencyKey, LatencyTruth>>,
-    pub usage: BTreeMap<Granularity, BTreeMap<UsageKey, UsageTruth>>,
+    pub latency: BTreeMap<Tier, BTreeMap<LatencyKey, LatencyTruth>>,
+    pub usage: BTreeMap<Tier, BTreeMap<UsageKey, UsageTruth>>,
     pub latency_events: u64,
     pub usage_events: u64,
     hasher: ParameterHasher,
@@ -60,8 +61,8 @@ pub struct Truth {
 
 impl Truth {
     pub fn add(&mut self, event: &Event) {
-        for g in Granularity::ALL {
-            let window_start = (g.window_start(event.occurred_at()) / 1000) as u32;
+        for g in Tier::ALL {
+            let window_start = g.bucket_of(event.occurred_at().div_euclid(1000)) as u32;
             match event {
                 Event::Latency(e) => {
                     let key = LatencyKey {
@@ -123,7 +124,7 @@ impl Truth {
     }
 }
 
-/// A row of `latency_minute`, `latency_hourly` or `latency_daily`.
+/// A row of `latency_minute`, `latency_hourly`, `latency_daily` or `latency_weekly`.
 #[derive(Debug, Clone, Row, Deserialize)]
 pub struct LatencyViewRow {
     pub window_start: u32,
@@ -144,7 +145,7 @@ pub struct LatencyViewRow {
     pub total_output_tokens: i64,
 }
 
-/// A row of `usage_minute`, `usage_hourly` or `usage_daily`, cost as text.
+/// A row of `usage_minute`, `usage_hourly`, `usage_daily` or `usage_weekly`, cost as text.
 #[derive(Debug, Clone, Row, Deserialize)]
 pub struct UsageViewRow {
     pub window_start: u32,
@@ -158,25 +159,17 @@ pub struct UsageViewRow {
     pub total_cost_usd: String,
 }
 
-pub fn latency_view(g: Granularity) -> &'static str {
-    match g {
-        Granularity::Minute => "latency_minute",
-        Granularity::Hour => "latency_hourly",
-        Granularity::Day => "latency_daily",
-    }
+pub fn latency_view(g: Tier) -> String {
+    g.view(Kind::Latency)
 }
 
-pub fn usage_view(g: Granularity) -> &'static str {
-    match g {
-        Granularity::Minute => "usage_minute",
-        Granularity::Hour => "usage_hourly",
-        Granularity::Day => "usage_daily",
-    }
+pub fn usage_view(g: Tier) -> String {
+    g.view(Kind::Usage)
 }
 
 pub async fn fetch_latency(
     client: &clickhouse::Client,
-    g: Granularity,
+    g: Tier,
 ) -> BTreeMap<LatencyKey, LatencyViewRow> {
     let sql = format!(
         "SELECT window_start, tenant_id, model_id, provider, tool, parameter_hash, call_count, \
@@ -206,7 +199,7 @@ pub async fn fetch_latency(
 
 pub async fn fetch_usage(
     client: &clickhouse::Client,
-    g: Granularity,
+    g: Tier,
 ) -> BTreeMap<UsageKey, UsageViewRow> {
     let sql = format!(
         "SELECT window_start, tenant_id, model_id, provider, feature, request_count, \
@@ -244,7 +237,7 @@ pub fn dollars_to_nanos(text: &str) -> i64 {
 /// Checks every count, sum, min and max of every view row against the truth,
 /// and that the views hold no extra rows. Percentiles are checked separately.
 pub async fn assert_exact_aggregates(client: &clickhouse::Client, truth: &Truth) {
-    for g in Granularity::ALL {
+    for g in Tier::ALL {
         let rows = fetch_latency(client, g).await;
         let expected = &truth.latency[&g];
         assert_eq!(rows.len(), expected.len(), "{} row count", latency_view(g));
@@ -316,7 +309,7 @@ pub async fn wait_until_complete(
 ) {
     let (latency, usage) = (truth.latency_events, truth.usage_events);
     crate::testkit::eventually("views to account for every event", timeout, || async {
-        for g in Granularity::ALL {
+        for g in Tier::ALL {
             let calls = env
                 .query_u64(&format!("SELECT sum(call_count) FROM {}", latency_view(g)))
                 .await?;
@@ -357,7 +350,7 @@ pub struct PercentileReport {
 /// least 1k events. `truth` must be sealed.
 pub async fn assert_percentiles(client: &clickhouse::Client, truth: &Truth) -> PercentileReport {
     let mut report = PercentileReport::default();
-    for g in Granularity::ALL {
+    for g in Tier::ALL {
         let rows = fetch_latency(client, g).await;
         for (key, t) in &truth.latency[&g] {
             let row = &rows[key];

@@ -2,7 +2,8 @@
 //!
 //! Split by role: [`rows`] encodes messages as table rows, [`batch`] groups
 //! them by size or age, [`writer`] inserts them, [`migrate`] owns the
-//! schema, [`rollup`] makes the stored hour, day and week tiers, [`dlq`] shapes dead letters, and [`runner`] ties them to Kafka.
+//! schema, [`rollup`] makes the stored hour, day and week tiers,
+//! [`retention`] expires them, [`dlq`] shapes dead letters, and [`runner`] ties them to Kafka.
 
 pub mod batch;
 pub mod client;
@@ -11,6 +12,7 @@ mod error;
 pub mod metrics;
 pub mod migrate;
 pub mod rollup;
+pub mod retention;
 pub mod rows;
 pub mod runner;
 pub mod writer;

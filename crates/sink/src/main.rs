@@ -8,9 +8,10 @@ use centile_runtime::{
     Config,
 };
 use centile_sink::{
-    client::check_connection,
+    client::{check_connection, database_client},
     metrics::SinkMetrics,
     migrate::{migrate, MIGRATIONS},
+    retention,
     rollup::{compact_statements, Dirty},
     runner,
 };
@@ -33,6 +34,12 @@ enum Command {
     Run,
     /// Create the database and apply pending schema migrations, then exit.
     Migrate,
+    /// Drop every partition past its retention tier and align TTLs, then
+    /// exit; `--dry-run` only lists what would go.
+    Retention {
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Write every migration's SQL, generated ones included, into DIR
     /// (placeholders such as `${database}` left in), then exit.
     SchemaSql { dir: PathBuf },
@@ -52,6 +59,42 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
+        Command::Retention { dry_run } => {
+            let config = Config::load(cli.config.as_deref())?;
+            init_tracing(&config.log);
+            check_connection(&config.clickhouse).await?;
+            let client = database_client(&config.clickhouse);
+            let now = runner::now_ms() / 1000;
+            let report = retention::run(
+                &client,
+                &config.clickhouse.database,
+                &config.retention,
+                now,
+                dry_run,
+            )
+            .await?;
+            let verb = if dry_run { "would drop" } else { "dropped" };
+            for e in &report.dropped {
+                println!(
+                    "{verb} {}.{} partition {} (holds rows up to {}, kept {} days)",
+                    config.clickhouse.database,
+                    e.table,
+                    e.partition_id,
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_secs(e.ends as u64)
+                    ),
+                    e.keep_days
+                );
+            }
+            let verb = if dry_run { "would run" } else { "ran" };
+            for statement in &report.ttl_changes {
+                println!("{verb} {statement}");
+            }
+            if report.dropped.is_empty() && report.ttl_changes.is_empty() {
+                println!("nothing has expired");
+            }
+            Ok(())
+        }
         Command::SchemaSql { dir } => {
             std::fs::create_dir_all(&dir)?;
             for m in MIGRATIONS {

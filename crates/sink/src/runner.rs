@@ -48,7 +48,7 @@ use crate::{
 /// How long the final flush may keep retrying after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 
-fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -138,7 +138,16 @@ pub async fn run(
         producer: producer_config(&config.kafka).create()?,
         legacy_warned: Mutex::default(),
     };
+    let retention = tokio::spawn(crate::retention::run_periodically(
+        database_client(&config.clickhouse),
+        config.clickhouse.database.clone(),
+        config.retention.clone(),
+        sink.writer.lock(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     let result = sink.consume(&consumer, &shutdown).await;
+    retention.abort();
     readiness.set("kafka", false);
     close_consumer(consumer, Duration::from_secs(5));
     result

@@ -1,7 +1,9 @@
 //! Writing: one RowBinary `INSERT` per table and batch, then the stored
 //! tiers the batch's panes touched.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::Mutex;
 
 use clickhouse::{Client, RowOwned, RowWrite};
 use serde::Serialize;
@@ -22,6 +24,9 @@ pub const SOURCE_WATERMARKS: &str = "source_watermarks";
 pub struct Writer {
     client: Client,
     compactor: Compactor,
+    /// Held while a batch is written and its tiers recomputed; the
+    /// retention job takes it before dropping partitions.
+    lock: Arc<Mutex<()>>,
     metrics: SinkMetrics,
 }
 
@@ -35,6 +40,7 @@ impl Writer {
     pub fn new(client: Client, database: &str, metrics: SinkMetrics) -> Self {
         Self {
             compactor: Compactor::new(client.clone(), database),
+            lock: Arc::default(),
             client,
             metrics,
         }
@@ -44,7 +50,12 @@ impl Writer {
     /// day and week rows its panes touched. Safe to repeat after a partial
     /// failure: raw tables deduplicate by event id, pane tables by pane id
     /// and version, and the tiers are recomputed from what is stored.
+    pub fn lock(&self) -> Arc<Mutex<()>> {
+        self.lock.clone()
+    }
+
     pub async fn write(&self, batch: &Batch) -> Result<(), clickhouse::error::Error> {
+        let _guard = self.lock.lock().await;
         self.insert(LATENCY_EVENTS, batch.latency_events.iter())
             .await?;
         self.insert(USAGE_EVENTS, batch.usage_events.iter()).await?;
