@@ -12,6 +12,7 @@ pub struct AggregatorMetrics {
     pub legacy_fingerprint_messages: IntCounterVec,
     pub late_events: IntCounter,
     pub duplicates: IntCounter,
+    pub imported_skipped: IntCounter,
     pub panes_emitted: IntCounterVec,
     pub open_panes: IntGauge,
     pub watermark: IntGaugeVec,
@@ -37,6 +38,10 @@ impl AggregatorMetrics {
                     "Raw messages skipped because they could not be decoded, validated or admitted (too_late, future); the sink dead-letters them. By reason.",
                 ),
                 &["reason"],
+            )?,
+            imported_skipped: IntCounter::new(
+                "centile_aggregator_imported_events_skipped_total",
+                "Raw events from the history import, which publishes their panes itself; not aggregated again.",
             )?,
             legacy_fingerprint_messages: IntCounterVec::new(
                 Opts::new(
@@ -108,6 +113,7 @@ impl AggregatorMetrics {
         };
         registry.register(Box::new(metrics.events.clone()))?;
         registry.register(Box::new(metrics.rejected.clone()))?;
+        registry.register(Box::new(metrics.imported_skipped.clone()))?;
         registry.register(Box::new(metrics.legacy_fingerprint_messages.clone()))?;
         registry.register(Box::new(metrics.late_events.clone()))?;
         registry.register(Box::new(metrics.duplicates.clone()))?;

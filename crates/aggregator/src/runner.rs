@@ -48,6 +48,18 @@ use crate::{
     AggregatorError,
 };
 
+/// Whether a raw event came from the history import, which rolls its events
+/// up itself (see [`centile_events::ORIGIN_HEADER`]).
+fn is_imported(message: &rdkafka::message::BorrowedMessage<'_>) -> bool {
+    use rdkafka::message::{Headers, Message};
+    message.headers().is_some_and(|headers| {
+        headers.iter().any(|h| {
+            h.key == centile_events::ORIGIN_HEADER
+                && h.value == Some(centile_events::ORIGIN_IMPORT.as_bytes())
+        })
+    })
+}
+
 /// Builds the pure engine's settings from the service config.
 pub fn engine_config(config: &Config) -> EngineConfig {
     EngineConfig {
@@ -297,6 +309,12 @@ impl Runner<'_> {
             .and_then(|partitions| partitions.get_mut(&pos.partition))
         {
             *seen = Instant::now();
+        }
+        if is_imported(message) {
+            // The import published this event's panes itself.
+            self.engine.skip(pos);
+            self.metrics.imported_skipped.inc();
+            return;
         }
         let published_at = message.timestamp().to_millis();
         let decoded = decoded.map(|d| {

@@ -30,4 +30,11 @@ pub use model::{Event, LatencyEvent, UsageEvent};
 pub use pane::{Centroid, LatencyPane, PaneSource, UsagePane, Watermark};
 pub use schema::{SchemaKind, Schemas};
 pub use sketch::Sketch;
+
+/// Kafka header naming where a raw event came from. The history import
+/// (`centile-producer import`) sets it to [`ORIGIN_IMPORT`]: it publishes the
+/// rollups of its events itself, so the aggregator must not count them.
+pub const ORIGIN_HEADER: &str = "centile.origin";
+/// [`ORIGIN_HEADER`]'s value on imported raw events.
+pub const ORIGIN_IMPORT: &str = "import";
 pub use validate::{Limits, Validate};
