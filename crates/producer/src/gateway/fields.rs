@@ -4,7 +4,7 @@
 //!
 //! The gateway converts a request's objects with [`events`]; the history
 //! import (`centile-producer import`) converts one row at a time with
-//! [`event`]. Both run the same [`Reader`], so validity has one code path.
+//! [`event`]. Both run the same reader, so validity has one code path.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -107,7 +107,7 @@ pub async fn run(
         files: inputs.len(),
         ..Summary::default()
     };
-    let mut refusals = Refusals::default();
+    let mut refusals = Refusals::new();
     let mut digests = Vec::with_capacity(inputs.len());
     for input in &inputs {
         let converter = Converter::new(options.kind, max_future_skew_ms, now, None);

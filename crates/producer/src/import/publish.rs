@@ -1,13 +1,16 @@
 //! Publishing an import: raw events to the events topics exactly as the SDK
 //! frames them, plus the origin header, and panes to the rollups topic
 //! exactly as the aggregator encodes them. Messages go out in batches of at
-//! most [`BATCH`]; one batch is in flight while the next is prepared, and
-//! [`Outbox::finish`] returns only once the broker has acknowledged every
-//! message (idempotent producer, `acks=all`).
+//! most [`BATCH`], at most [`IN_FLIGHT`] batches awaiting acknowledgement
+//! while the next is prepared, and [`Outbox::finish`] returns only once the
+//! broker has acknowledged every message (idempotent producer, `acks=all`).
 
-use std::sync::{
-    atomic::{AtomicU64, Ordering},
-    Arc,
+use std::{
+    collections::VecDeque,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
 };
 
 use centile_events::{encode, Decoded, Event, Schemas};
@@ -19,6 +22,8 @@ use crate::{EventPublisher, ProducerError};
 
 /// Messages per batch handed to the producer.
 pub const BATCH: usize = 5_000;
+/// Batches sent and not yet acknowledged, at most.
+pub const IN_FLIGHT: usize = 4;
 
 /// What the broker has acknowledged so far.
 #[derive(Debug, Default)]
@@ -27,7 +32,7 @@ pub struct Acknowledged {
     pub panes: AtomicU64,
 }
 
-/// Batches messages and keeps one batch in flight.
+/// Batches messages and keeps a bounded number of batches in flight.
 #[derive(Debug)]
 pub struct Outbox {
     publisher: Arc<EventPublisher>,
@@ -35,7 +40,7 @@ pub struct Outbox {
     schemas: Schemas,
     raw: Vec<Event>,
     panes: Vec<OutMessage>,
-    in_flight: Option<JoinHandle<Result<(), ProducerError>>>,
+    in_flight: VecDeque<JoinHandle<Result<(), ProducerError>>>,
     acknowledged: Arc<Acknowledged>,
 }
 
@@ -51,7 +56,7 @@ impl Outbox {
             schemas: Schemas::new(),
             raw: Vec::with_capacity(BATCH),
             panes: Vec::new(),
-            in_flight: None,
+            in_flight: VecDeque::with_capacity(IN_FLIGHT),
             acknowledged,
         }
     }
@@ -81,7 +86,10 @@ impl Outbox {
     pub async fn finish(&mut self) -> Result<(), ProducerError> {
         self.send_raw().await?;
         self.send_panes().await?;
-        self.settle().await
+        while !self.in_flight.is_empty() {
+            self.settle_oldest().await?;
+        }
+        Ok(())
     }
 
     async fn send_raw(&mut self) -> Result<(), ProducerError> {
@@ -106,13 +114,15 @@ impl Outbox {
         self.launch(messages, false).await
     }
 
-    /// Waits for the batch in flight, then sends `messages` in the
-    /// background.
+    /// Sends `messages` in the background, once fewer than [`IN_FLIGHT`]
+    /// batches await acknowledgement.
     async fn launch(&mut self, messages: Vec<OutMessage>, raw: bool) -> Result<(), ProducerError> {
-        self.settle().await?;
+        while self.in_flight.len() >= IN_FLIGHT {
+            self.settle_oldest().await?;
+        }
         let publisher = self.publisher.clone();
         let acknowledged = self.acknowledged.clone();
-        self.in_flight = Some(tokio::spawn(async move {
+        self.in_flight.push_back(tokio::spawn(async move {
             send_all(publisher.producer(), &messages).await?;
             let counter = if raw {
                 &acknowledged.raw
@@ -125,8 +135,8 @@ impl Outbox {
         Ok(())
     }
 
-    async fn settle(&mut self) -> Result<(), ProducerError> {
-        match self.in_flight.take() {
+    async fn settle_oldest(&mut self) -> Result<(), ProducerError> {
+        match self.in_flight.pop_front() {
             None => Ok(()),
             Some(task) => task
                 .await

@@ -30,9 +30,19 @@ pub struct Refusals {
     lines: Vec<String>,
     /// Print as found (the command) or only collect (tests).
     quiet: bool,
+    /// Standard error is a terminal: clear the progress line first.
+    terminal: bool,
 }
 
 impl Refusals {
+    /// Prints problems to standard error as they are found.
+    pub fn new() -> Self {
+        Self {
+            terminal: std::io::stderr().is_terminal(),
+            ..Self::default()
+        }
+    }
+
     /// Collects the lines instead of printing them.
     pub fn quiet() -> Self {
         Self {
@@ -51,7 +61,8 @@ impl Refusals {
             self.printed += 1;
             let text = format_problem(file, line, problem);
             if !self.quiet {
-                eprintln!("{text}");
+                let clear = if self.terminal { "\r\x1b[2K" } else { "" };
+                eprintln!("{clear}{text}");
             }
             self.lines.push(text);
         }
