@@ -89,11 +89,7 @@ pub fn policies(config: &RetentionConfig) -> Vec<Policy> {
                     Layout::WeeksOfMonth,
                     "toMonday(window_start) + toIntervalDay(7)",
                 ),
-                Tier::Week => (
-                    config.week,
-                    Layout::Year,
-                    "window_start + toIntervalDay(7)",
-                ),
+                Tier::Week => (config.week, Layout::Year, "window_start + toIntervalDay(7)"),
             };
             out.push(Policy {
                 table: tier.table(kind),
@@ -264,7 +260,15 @@ pub async fn run_periodically(
     loop {
         {
             let _guard = lock.lock().await;
-            match run(&client, &database, &config, crate::runner::now_ms() / 1000, false).await {
+            match run(
+                &client,
+                &database,
+                &config,
+                crate::runner::now_ms() / 1000,
+                false,
+            )
+            .await
+            {
                 Ok(report) => {
                     for expired in &report.dropped {
                         metrics
@@ -273,7 +277,9 @@ pub async fn run_periodically(
                             .inc();
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "retention run failed; retrying at the next interval"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "retention run failed; retrying at the next interval")
+                }
             }
         }
         tokio::select! {
@@ -318,7 +324,10 @@ async fn ttl_changes(
                 ));
             }
             None if current.contains("TTL") => {
-                out.push(format!("ALTER TABLE {database}.{} REMOVE TTL", policy.table));
+                out.push(format!(
+                    "ALTER TABLE {database}.{} REMOVE TTL",
+                    policy.table
+                ));
             }
             _ => {}
         }
@@ -334,7 +343,10 @@ mod tests {
     fn civil_days_match_known_dates() {
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(days_from_civil(2025, 1, 15) * DAY, 1_736_899_200);
-        assert_eq!(days_from_civil(2024, 3, 1) - days_from_civil(2024, 2, 28), 2);
+        assert_eq!(
+            days_from_civil(2024, 3, 1) - days_from_civil(2024, 2, 28),
+            2
+        );
     }
 
     #[test]

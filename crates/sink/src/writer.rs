@@ -64,8 +64,14 @@ impl Writer {
         // Last: a watermark says the panes before it are in.
         self.insert(SOURCE_WATERMARKS, batch.watermarks()).await?;
         let dirty = Dirty {
-            latency: batch.latency_panes().map(|p| i64::from(p.window_start)).collect(),
-            usage: batch.usage_panes().map(|p| i64::from(p.window_start)).collect(),
+            latency: batch
+                .latency_panes()
+                .map(|p| i64::from(p.window_start))
+                .collect(),
+            usage: batch
+                .usage_panes()
+                .map(|p| i64::from(p.window_start))
+                .collect(),
         };
         if !dirty.is_empty() {
             let started = std::time::Instant::now();

@@ -23,7 +23,7 @@ use std::collections::BTreeSet;
 
 use clickhouse::Client;
 
-pub use tiers::{Kind, Tier};
+pub use tiers::{Grouping, Kind, Rollup, Tier};
 
 /// The minute windows (Unix seconds) a batch wrote panes for, per kind.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -54,13 +54,18 @@ pub fn buckets(tier: Tier, minutes: &BTreeSet<i64>) -> BTreeSet<i64> {
 /// bucket holding a dirty minute, in the order they must run.
 pub fn compact_statements(database: &str, dirty: &Dirty) -> Vec<String> {
     let mut statements = Vec::new();
-    for kind in Kind::ALL {
-        let minutes = dirty.of(kind);
+    for (rollup, tiers) in Rollup::all() {
+        let minutes = dirty.of(rollup.kind);
         if minutes.is_empty() {
             continue;
         }
-        for tier in Tier::ALL {
-            statements.push(sql::compact(database, kind, tier, &buckets(tier, minutes)));
+        for tier in tiers {
+            statements.push(sql::compact(
+                database,
+                rollup,
+                *tier,
+                &buckets(*tier, minutes),
+            ));
         }
     }
     statements

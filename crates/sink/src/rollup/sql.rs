@@ -13,17 +13,17 @@ use std::collections::BTreeSet;
 
 use centile_events::sketch::bucket_key_sql;
 
-use super::tiers::{Kind, Tier};
+use super::tiers::{Grouping, Kind, Rollup, Tier};
 
 /// `window_start` and the kind's dimensions: a stored row's identity.
-fn key(kind: Kind) -> Vec<&'static str> {
+fn key(r: Rollup) -> Vec<&'static str> {
     let mut key = vec!["window_start"];
-    key.extend_from_slice(kind.dimensions());
+    key.extend_from_slice(r.dimensions());
     key
 }
 
-fn dims(kind: Kind) -> String {
-    kind.dimensions().join(", ")
+fn dims(r: Rollup) -> String {
+    r.dimensions().join(", ")
 }
 
 /// The nearest-rank quantile `level` of a merged sketch tuple
@@ -37,13 +37,14 @@ pub fn quantile_sql(sketch: &str, level: f64) -> String {
     format!("arrayElement({sums}, {index}) / arrayElement({counts}, {index})")
 }
 
-/// `CREATE TABLE` for one stored tier.
-pub fn create_table(database: &str, kind: Kind, tier: Tier) -> String {
+/// `CREATE TABLE` for one stored tier of a rollup.
+pub fn create_table(database: &str, r: Rollup, tier: Tier) -> String {
+    let kind = r.kind;
     let mut columns = vec![
         "window_start DateTime('UTC')".to_owned(),
         "window_end DateTime('UTC')".to_owned(),
     ];
-    for d in kind.dimensions().iter().chain(kind.attributes()) {
+    for d in r.dimensions().iter().chain(r.attributes()) {
         columns.push(format!("{d} String"));
     }
     for m in kind.metrics() {
@@ -73,17 +74,18 @@ pub fn create_table(database: &str, kind: Kind, tier: Tier) -> String {
     );
     format!(
         "CREATE TABLE IF NOT EXISTS {database}.{table}\n(\n    {columns}\n)\nENGINE = ReplacingMergeTree(revision)\nPARTITION BY {partition}\nORDER BY ({key})",
-        table = tier.table(kind),
+        table = r.table(tier),
         columns = columns.join(",\n    "),
         partition = tier.partition_sql(),
-        key = key(kind).join(", "),
+        key = r.order_by().join(", "),
     )
 }
 
 /// The stored columns that follow the key, in table order.
-fn value_columns(kind: Kind) -> Vec<&'static str> {
+fn value_columns(r: Rollup) -> Vec<&'static str> {
+    let kind = r.kind;
     let mut cols: Vec<&'static str> = vec!["window_end"];
-    cols.extend_from_slice(kind.attributes());
+    cols.extend_from_slice(r.attributes());
     cols.extend(kind.metrics().iter().map(|m| m.name));
     if kind.has_sketch() {
         cols.extend([
@@ -101,16 +103,16 @@ fn value_columns(kind: Kind) -> Vec<&'static str> {
 
 /// One row per key: the highest revision's values as `v_<column>`, and
 /// `v_revision`. `filter` is ANDed into the scan.
-fn latest_rows(database: &str, kind: Kind, tier: Tier, filter: &str) -> String {
-    let values: Vec<String> = value_columns(kind)
+fn latest_rows(database: &str, r: Rollup, tier: Tier, filter: &str) -> String {
+    let values: Vec<String> = value_columns(r)
         .iter()
         .map(|c| format!("argMax({c}, revision) AS v_{c}"))
         .collect();
     format!(
         "SELECT {key}, {values}, max(revision) AS v_revision\n    FROM {database}.{table}{filter}\n    GROUP BY {key}",
-        key = key(kind).join(", "),
+        key = key(r).join(", "),
         values = values.join(", "),
-        table = tier.table(kind),
+        table = r.table(tier),
         filter = if filter.is_empty() {
             String::new()
         } else {
@@ -121,10 +123,16 @@ fn latest_rows(database: &str, kind: Kind, tier: Tier, filter: &str) -> String {
 
 /// Input rows of one tier's compaction, as `s_start`, the dimensions and
 /// `s_<column>`: minute panes (latest version of each) for the minute tier,
-/// the latest rows of the tier below otherwise.
-fn source_rows(database: &str, kind: Kind, tier: Tier, filter: &str) -> String {
-    let mut cols = vec!["window_start AS s_start".to_owned(), dims(kind)];
-    match tier.lower() {
+/// the latest rows of the tier below otherwise; for a grouped rollup, the
+/// latest full rows of the same tier.
+fn source_rows(database: &str, r: Rollup, tier: Tier, filter: &str) -> String {
+    let kind = r.kind;
+    let mut cols = vec!["window_start AS s_start".to_owned(), dims(r)];
+    let below = match r.grouping {
+        Grouping::Full => tier.lower().map(|lower| (Rollup::full(kind), lower)),
+        _ => Some((Rollup::full(kind), tier)),
+    };
+    match below {
         None => {
             for a in kind.attributes() {
                 cols.push(format!("{a} AS s_{a}"));
@@ -153,15 +161,15 @@ fn source_rows(database: &str, kind: Kind, tier: Tier, filter: &str) -> String {
                 panes = kind.panes_table(),
             )
         }
-        Some(lower) => {
-            for c in value_columns(kind) {
+        Some((source, source_tier)) => {
+            for c in value_columns(r) {
                 cols.push(format!("v_{c} AS s_{c}"));
             }
             cols.push("v_revision AS s_revision".into());
             format!(
                 "SELECT {cols}\n    FROM ({latest})",
                 cols = cols.join(", "),
-                latest = latest_rows(database, kind, lower, filter),
+                latest = latest_rows(database, source, source_tier, filter),
             )
         }
     }
@@ -171,7 +179,8 @@ fn source_rows(database: &str, kind: Kind, tier: Tier, filter: &str) -> String {
 /// starts, Unix seconds) from the tier below. Idempotent: the result is a
 /// function of what is stored below, and its revision (the sum of the
 /// merged rows' revisions) grows whenever anything below changed.
-pub fn compact(database: &str, kind: Kind, tier: Tier, buckets: &BTreeSet<i64>) -> String {
+pub fn compact(database: &str, r: Rollup, tier: Tier, buckets: &BTreeSet<i64>) -> String {
+    let kind = r.kind;
     let (Some(first), Some(last)) = (buckets.first(), buckets.last()) else {
         return String::new();
     };
@@ -183,8 +192,8 @@ pub fn compact(database: &str, kind: Kind, tier: Tier, buckets: &BTreeSet<i64>) 
         list = list.join(", "),
     );
     let bucket = tier.bucket_sql("s_start");
-    let mut aggregates = vec![format!("{bucket} AS b"), dims(kind)];
-    for a in kind.attributes() {
+    let mut aggregates = vec![format!("{bucket} AS b"), dims(r)];
+    for a in r.attributes() {
         aggregates.push(format!("any(s_{a}) AS a_{a}"));
     }
     for m in kind.metrics() {
@@ -193,7 +202,8 @@ pub fn compact(database: &str, kind: Kind, tier: Tier, buckets: &BTreeSet<i64>) 
     if kind.has_sketch() {
         aggregates.push("sumMap(s_sketch_keys, s_sketch_counts, s_sketch_sums) AS a_sketch".into());
     }
-    aggregates.push(match tier.lower() {
+    let lower = tier.lower().filter(|_| r.grouping == Grouping::Full);
+    aggregates.push(match lower {
         None => "toUInt64(0) AS a_coverage".into(),
         Some(lower) => format!(
             "groupBitOr(bitShiftLeft(toUInt64(1), toUInt64(intDiv(toUInt32(s_start) - toUInt32(b), {})))) AS a_coverage",
@@ -204,8 +214,8 @@ pub fn compact(database: &str, kind: Kind, tier: Tier, buckets: &BTreeSet<i64>) 
     aggregates.push("sum(s_revision) AS a_revision".into());
     aggregates.push("max(s_updated_at) AS a_updated_at".into());
 
-    let mut outputs = vec![format!("b, b + {}", tier.seconds()), dims(kind)];
-    for a in kind.attributes() {
+    let mut outputs = vec![format!("b, b + {}", tier.seconds()), dims(r)];
+    for a in r.attributes() {
         outputs.push(format!("a_{a}"));
     }
     for m in kind.metrics() {
@@ -222,31 +232,38 @@ pub fn compact(database: &str, kind: Kind, tier: Tier, buckets: &BTreeSet<i64>) 
     }
     outputs.push("a_coverage, a_panes, a_revision, a_updated_at".into());
 
-    let mut columns = key(kind);
+    let mut columns = key(r);
     columns.insert(1, "window_end");
-    columns.extend(value_columns(kind).into_iter().filter(|c| {
-        !matches!(*c, "window_end" | "coverage" | "panes" | "updated_at")
-    }));
+    columns.extend(
+        value_columns(r)
+            .into_iter()
+            .filter(|c| !matches!(*c, "window_end" | "coverage" | "panes" | "updated_at")),
+    );
     columns.extend(["coverage", "panes", "revision", "updated_at"]);
 
     format!(
         "INSERT INTO {database}.{table} ({columns})\nSELECT {outputs}\nFROM\n(\n    SELECT {aggregates}\n    FROM ({source})\n    GROUP BY b, {dims}\n)",
-        table = tier.table(kind),
+        table = r.table(tier),
         columns = columns.join(", "),
         outputs = outputs.join(", "),
         aggregates = aggregates.join(", "),
-        source = source_rows(database, kind, tier, &filter),
-        dims = dims(kind),
+        source = source_rows(database, r, tier, &filter),
+        dims = dims(r),
     )
 }
 
-/// The analysts' view of one kind and tier, with the columns the views
+/// The analysts' view of one rollup and tier, with the columns the views
 /// have always had, then `window_end` and the sketch for merging.
-pub fn create_view(database: &str, kind: Kind, tier: Tier) -> String {
-    let d = dims(kind);
-    let columns = match kind {
+pub fn create_view(database: &str, r: Rollup, tier: Tier, view: &str) -> String {
+    let d = dims(r);
+    let attributes: String = r
+        .attributes()
+        .iter()
+        .map(|a| format!(" v_{a} AS {a},"))
+        .collect();
+    let columns = match r.kind {
         Kind::Latency => format!(
-            "window_start, {d}, v_parameters AS parameters,
+            "window_start, {d},{attributes}
     v_calls AS call_count, v_successes AS success_count, v_errors AS error_count,
     v_successes / greatest(v_calls, 1) AS success_rate,
     v_rt_sum / greatest(v_calls, 1) AS avg_response_time,
@@ -269,19 +286,22 @@ pub fn create_view(database: &str, kind: Kind, tier: Tier) -> String {
     };
     format!(
         "CREATE VIEW {database}.{view} AS\nSELECT {columns}\nFROM\n(\n    {latest}\n)",
-        view = tier.view(kind),
-        latest = latest_rows(database, kind, tier, ""),
+        latest = latest_rows(database, r, tier, ""),
     )
 }
 
 /// Per day and model: latency merged across tenants, tools and parameter
-/// sets from the stored day rows, with the usage of the same day, model and
+/// sets (stored as such: no sketch is merged here), with the usage of the same day, model and
 /// provider (0 when there is none). 18.16 needs explicit ANY/ALL strictness
 /// on JOIN; ifNull() keeps the columns non-Nullable whatever the caller's
 /// join_use_nulls is.
 pub fn create_top_models_view(database: &str) -> String {
-    let lat = latest_rows(database, Kind::Latency, Tier::Day, "");
-    let usg = latest_rows(database, Kind::Usage, Tier::Day, "");
+    let by_model = Rollup {
+        kind: Kind::Latency,
+        grouping: Grouping::Model,
+    };
+    let lat = latest_rows(database, by_model, Tier::Day, "");
+    let usg = latest_rows(database, Rollup::full(Kind::Usage), Tier::Day, "");
     format!(
         "CREATE VIEW {database}.top_models_daily AS
 SELECT window_start, model_id, provider, call_count, error_rate,
@@ -291,12 +311,10 @@ SELECT window_start, model_id, provider, call_count, error_rate,
 FROM
 (
     SELECT window_start, model_id, provider,
-        sum(v_calls) AS call_count,
-        sum(v_errors) / greatest(sum(v_calls), 1) AS error_rate,
-        sumMap(v_sketch_keys, v_sketch_counts, v_sketch_sums) AS m,
-        {p50} AS p50_response_time, {p95} AS p95_response_time, {p99} AS p99_response_time
+        v_calls AS call_count,
+        v_errors / greatest(v_calls, 1) AS error_rate,
+        v_p50 AS p50_response_time, v_p95 AS p95_response_time, v_p99 AS p99_response_time
     FROM ({lat})
-    GROUP BY window_start, model_id, provider
 ) AS lat
 ANY LEFT JOIN
 (
@@ -307,9 +325,6 @@ ANY LEFT JOIN
     GROUP BY window_start, model_id, provider
 ) AS usg
 USING (window_start, model_id, provider)",
-        p50 = quantile_sql("m", 0.5),
-        p95 = quantile_sql("m", 0.95),
-        p99 = quantile_sql("m", 0.99),
     )
 }
 
@@ -323,7 +338,7 @@ pub fn create_window_status_view(database: &str) -> String {
             branches.push(format!(
                 "SELECT '{name}' AS window_granularity, window_start, v_window_end AS window_end_at, sum(v_panes) AS pane_count\n        FROM ({latest})\n        GROUP BY window_start, window_end_at",
                 name = tier.name(),
-                latest = latest_rows(database, kind, tier, ""),
+                latest = latest_rows(database, Rollup::full(kind), tier, ""),
             ));
         }
     }
@@ -358,23 +373,37 @@ CROSS JOIN
 /// views replaced wholesale (they hold no data).
 pub fn migration(database: &str) -> Vec<String> {
     let mut statements = Vec::new();
-    for kind in Kind::ALL {
-        for tier in Tier::ALL {
-            statements.push(create_table(database, kind, tier));
+    for (r, tiers) in Rollup::all() {
+        for tier in tiers {
+            statements.push(create_table(database, r, *tier));
         }
     }
-    let mut views: Vec<String> = Kind::ALL
+    let mut views: Vec<(Rollup, Tier, String)> = Vec::new();
+    for kind in Kind::ALL {
+        for tier in Tier::ALL {
+            views.push((Rollup::full(kind), tier, tier.view(kind)));
+        }
+    }
+    let by_model_tool = Rollup {
+        kind: Kind::Latency,
+        grouping: Grouping::ModelTool,
+    };
+    for tier in [Tier::Hour, Tier::Day, Tier::Week] {
+        views.push((
+            by_model_tool,
+            tier,
+            format!("performance_{}", tier.view_suffix()),
+        ));
+    }
+    let names = views
         .iter()
-        .flat_map(|k| Tier::ALL.map(|t| t.view(*k)))
-        .collect();
-    views.extend(["top_models_daily".into(), "window_status".into()]);
-    for view in &views {
-        statements.push(format!("DROP TABLE IF EXISTS {database}.{view}"));
+        .map(|(.., name)| name.clone())
+        .chain(["top_models_daily".into(), "window_status".into()]);
+    for name in names {
+        statements.push(format!("DROP TABLE IF EXISTS {database}.{name}"));
     }
-    for kind in Kind::ALL {
-        for tier in Tier::ALL {
-            statements.push(create_view(database, kind, tier));
-        }
+    for (r, tier, name) in &views {
+        statements.push(create_view(database, *r, *tier, name));
     }
     statements.push(create_top_models_view(database));
     statements.push(create_window_status_view(database));

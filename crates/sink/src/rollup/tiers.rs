@@ -87,7 +87,7 @@ impl Tier {
     }
 
     pub fn table(self, kind: Kind) -> String {
-        format!("{}_rollup_{}", kind.name(), self.name())
+        Rollup::full(kind).table(self)
     }
 
     pub fn view(self, kind: Kind) -> String {
@@ -154,7 +154,13 @@ impl Kind {
     /// The dimensions a row is keyed by, after `window_start`.
     pub fn dimensions(self) -> &'static [&'static str] {
         match self {
-            Kind::Latency => &["tenant_id", "model_id", "provider", "tool", "parameter_hash"],
+            Kind::Latency => &[
+                "tenant_id",
+                "model_id",
+                "provider",
+                "tool",
+                "parameter_hash",
+            ],
             Kind::Usage => &["tenant_id", "model_id", "provider", "feature"],
         }
     }
@@ -177,6 +183,96 @@ impl Kind {
     /// Whether rows carry a response-time sketch.
     pub fn has_sketch(self) -> bool {
         self == Kind::Latency
+    }
+}
+
+/// Which dimensions a stored rollup keeps. `Full` keeps every dimension;
+/// the others are the same rows merged across tenants and parameter sets,
+/// stored because the questions asked most (a model's or a model × tool's
+/// trend, the top models) would otherwise merge hundreds of sketches per
+/// answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Grouping {
+    Full,
+    ModelTool,
+    Model,
+}
+
+/// One stored rollup: a kind and what it is grouped by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rollup {
+    pub kind: Kind,
+    pub grouping: Grouping,
+}
+
+impl Rollup {
+    pub const fn full(kind: Kind) -> Self {
+        Self {
+            kind,
+            grouping: Grouping::Full,
+        }
+    }
+
+    /// Every stored rollup, each with the tiers it is kept at, in the order
+    /// they are computed (a grouped rollup reads the full one's tier).
+    pub fn all() -> [(Rollup, &'static [Tier]); 4] {
+        [
+            (Rollup::full(Kind::Latency), &Tier::ALL),
+            (Rollup::full(Kind::Usage), &Tier::ALL),
+            (
+                Rollup {
+                    kind: Kind::Latency,
+                    grouping: Grouping::ModelTool,
+                },
+                &[Tier::Hour, Tier::Day, Tier::Week],
+            ),
+            (
+                Rollup {
+                    kind: Kind::Latency,
+                    grouping: Grouping::Model,
+                },
+                &[Tier::Day, Tier::Week],
+            ),
+        ]
+    }
+
+    pub fn dimensions(self) -> &'static [&'static str] {
+        match self.grouping {
+            Grouping::Full => self.kind.dimensions(),
+            Grouping::ModelTool => &["model_id", "provider", "tool"],
+            Grouping::Model => &["model_id", "provider"],
+        }
+    }
+
+    pub fn attributes(self) -> &'static [&'static str] {
+        match self.grouping {
+            Grouping::Full => self.kind.attributes(),
+            _ => &[],
+        }
+    }
+
+    /// The sorting key after the dimensions that lead it: the filters
+    /// asked most (tenant, model, tool) first, then time, so a query for
+    /// one model over a month reads that model's rows only.
+    pub fn order_by(self) -> Vec<&'static str> {
+        let lead: &[&str] = match (self.grouping, self.kind) {
+            (Grouping::Full, _) => &["tenant_id", "model_id"],
+            (Grouping::ModelTool, _) => &["model_id", "tool"],
+            (Grouping::Model, _) => &["model_id"],
+        };
+        let mut key = lead.to_vec();
+        key.push("window_start");
+        key.extend(self.dimensions().iter().filter(|d| !lead.contains(d)));
+        key
+    }
+
+    pub fn table(self, tier: Tier) -> String {
+        let group = match self.grouping {
+            Grouping::Full => "rollup",
+            Grouping::ModelTool => "by_model_tool",
+            Grouping::Model => "by_model",
+        };
+        format!("{}_{group}_{}", self.kind.name(), tier.name())
     }
 }
 
