@@ -197,10 +197,7 @@ pub async fn fetch_latency(
         .collect()
 }
 
-pub async fn fetch_usage(
-    client: &clickhouse::Client,
-    g: Tier,
-) -> BTreeMap<UsageKey, UsageViewRow> {
+pub async fn fetch_usage(client: &clickhouse::Client, g: Tier) -> BTreeMap<UsageKey, UsageViewRow> {
     let sql = format!(
         "SELECT window_start, tenant_id, model_id, provider, feature, request_count, \
          total_input_tokens, total_output_tokens, toString(total_cost_usd) FROM {}",

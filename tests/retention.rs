@@ -85,7 +85,11 @@ async fn expired_partitions_go_and_nothing_younger_than_its_tier_does() {
                 "SELECT count() FROM {db}.{table} WHERE {column} = toDateTime({young}, 'UTC')"
             ))
             .await;
-        assert_eq!(kept, Some(1), "{table}: the row younger than its tier stays");
+        assert_eq!(
+            kept,
+            Some(1),
+            "{table}: the row younger than its tier stays"
+        );
         let total = env
             .query_u64(&format!("SELECT count() FROM {db}.{table}"))
             .await
@@ -122,13 +126,20 @@ async fn dry_run_command_lists_what_would_go() {
         .output()
         .expect("centile-sink runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let lines: Vec<&str> = stdout
         .lines()
         .filter(|l| l.contains("latency_rollup_minute"))
         .collect();
     assert_eq!(lines.len(), 2, "{stdout}");
-    assert!(lines.iter().all(|l| l.starts_with("would drop")), "{stdout}");
+    assert!(
+        lines.iter().all(|l| l.starts_with("would drop")),
+        "{stdout}"
+    );
     let rows = env
         .query_u64(&format!("SELECT count() FROM {db}.latency_rollup_minute"))
         .await;

@@ -193,9 +193,7 @@ impl PartitionState {
                 let params = config.parameters.select(&e.parameters);
                 let key = LatencyKey::new(granularity, window_start, e, &params.hash);
                 self.latency
-                    .entry(key, || {
-                        LatencyAgg::new(offset, params.parameters.clone())
-                    })
+                    .entry(key, || LatencyAgg::new(offset, params.parameters.clone()))
                     .add(offset, e);
             }
             Event::Usage(e) => {
