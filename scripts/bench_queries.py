@@ -279,13 +279,12 @@ def queries(db, start, end):
     # `close` columns (relative 1e-6), then the rest (not compared).
     q.append(dict(
         id="1", title=f"hourly trend of {Q1_MODEL} x {Q1_TOOL}, p50/p95/p99",
-        views=f"""SELECT window_start AS time_bucket, sum(call_count) AS n_calls,
-    sum(success_count) / n_calls AS ok_rate,
-    sum(avg_response_time * call_count) / n_calls AS mean_rt,
-    sumMap(sketch_keys, sketch_counts, sketch_sums) AS m, {sketch_quantiles()}
-FROM {db}.latency_hourly
+        views=f"""SELECT window_start AS time_bucket, call_count AS n_calls,
+    success_rate AS ok_rate, avg_response_time AS mean_rt,
+    p50_response_time, p95_response_time, p99_response_time
+FROM {db}.performance_hourly
 WHERE model_id = '{Q1_MODEL}' AND tool = '{Q1_TOOL}' AND {win_range}
-GROUP BY time_bucket ORDER BY time_bucket""",
+ORDER BY time_bucket""",
         raw=f"""SELECT toStartOfHour(occurred_at) AS time_bucket, count() AS n_calls,
     sum(success) / n_calls AS ok_rate, avg(response_time_ms) AS mean_rt,
     quantiles(0.5, 0.95, 0.99)(response_time_ms) AS q
@@ -296,7 +295,7 @@ GROUP BY time_bucket ORDER BY time_bucket""",
 FROM {db}.bench_latency_calls
 WHERE model_id = '{Q1_MODEL}' AND tool = '{Q1_TOOL}' AND {lat_range}
 GROUP BY time_bucket ORDER BY time_bucket""",
-        keys=1, close=(2, 3), views_pct=(5, 6, 7)))
+        keys=1, close=(2, 3), views_pct=(4, 5, 6)))
     q.append(dict(
         id="2", title="top 10 models by calls, with cost",
         views=f"""SELECT model_id, provider, sum(call_count) AS n_calls,
@@ -339,12 +338,12 @@ GROUP BY day, model_id ORDER BY day, model_id""",
         keys=2, close=(), views_pct=(3, 4, 5)))
     q.append(dict(
         id="4", title="last hour by minute (live panel)",
-        views=f"""SELECT window_start AS minute, sum(call_count) AS n_calls,
-    sum(success_count) / n_calls AS ok_rate,
-    sumMap(sketch_keys, sketch_counts, sketch_sums) AS m, {sketch_quantiles()}
-FROM {db}.latency_minute
+        views=f"""SELECT window_start AS minute, call_count AS n_calls,
+    success_rate AS ok_rate,
+    p50_response_time, p95_response_time, p99_response_time
+FROM {db}.overall_minute
 WHERE window_start >= {live} AND window_start < {e}
-GROUP BY minute ORDER BY minute""",
+ORDER BY minute""",
         raw=f"""SELECT toStartOfMinute(occurred_at) AS minute, count() AS n_calls,
     sum(success) / n_calls AS ok_rate,
     quantiles(0.5, 0.95, 0.99)(response_time_ms) AS q

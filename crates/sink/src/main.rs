@@ -12,7 +12,7 @@ use centile_sink::{
     metrics::SinkMetrics,
     migrate::{migrate, MIGRATIONS},
     retention,
-    rollup::{compact_statements, Dirty},
+    rollup::{compact_statements, Compactor, Dirty},
     runner,
 };
 use clap::{Parser, Subcommand};
@@ -39,6 +39,13 @@ enum Command {
     Retention {
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Recompute the minute, hour, day and week rows of every minute that
+    /// has panes in the last DAYS days (after an upgrade from a release
+    /// without stored tiers), then exit.
+    Backfill {
+        #[arg(long, default_value_t = 7)]
+        days: i64,
     },
     /// Write every migration's SQL, generated ones included, into DIR
     /// (placeholders such as `${database}` left in), then exit.
@@ -93,6 +100,20 @@ async fn main() -> anyhow::Result<()> {
             if report.dropped.is_empty() && report.ttl_changes.is_empty() {
                 println!("nothing has expired");
             }
+            Ok(())
+        }
+        Command::Backfill { days } => {
+            let config = Config::load(cli.config.as_deref())?;
+            init_tracing(&config.log);
+            check_connection(&config.clickhouse).await?;
+            migrate(&config).await?;
+            let compactor = Compactor::new(
+                database_client(&config.clickhouse),
+                &config.clickhouse.database,
+            );
+            let since = runner::now_ms() / 1000 - days * 86_400;
+            let minutes = compactor.backfill(since).await?;
+            println!("recomputed the tiers of {minutes} minutes with panes");
             Ok(())
         }
         Command::SchemaSql { dir } => {

@@ -71,6 +71,24 @@ pub fn compact_statements(database: &str, dirty: &Dirty) -> Vec<String> {
     statements
 }
 
+/// Minute windows (Unix seconds) that have panes of `kind` from `since` on.
+async fn pane_minutes(
+    client: &Client,
+    database: &str,
+    kind: Kind,
+    since: i64,
+) -> Result<BTreeSet<i64>, clickhouse::error::Error> {
+    let minutes: Vec<u32> = client
+        .query(&format!(
+            "SELECT DISTINCT toUInt32(window_start) FROM {database}.{} \
+             WHERE granularity = 'minute' AND window_start >= toDateTime({since}, 'UTC')",
+            kind.panes_table()
+        ))
+        .fetch_all()
+        .await?;
+    Ok(minutes.into_iter().map(i64::from).collect())
+}
+
 /// Recomputes stored tiers in ClickHouse.
 #[derive(Clone)]
 pub struct Compactor {
@@ -102,6 +120,30 @@ impl Compactor {
             self.client.query(sql).execute().await?;
         }
         Ok(statements.len())
+    }
+
+    /// Recomputes every tier of every minute that has panes from `since`
+    /// on, a day of minutes at a time: fills the tiers after an upgrade
+    /// from a release that merged panes at query time, or after tier rows
+    /// were lost. Returns the minutes covered.
+    pub async fn backfill(&self, since: i64) -> Result<usize, clickhouse::error::Error> {
+        let latency = pane_minutes(&self.client, &self.database, Kind::Latency, since).await?;
+        let usage = pane_minutes(&self.client, &self.database, Kind::Usage, since).await?;
+        let days: BTreeSet<i64> = latency
+            .iter()
+            .chain(&usage)
+            .map(|m| Tier::Day.bucket_of(*m))
+            .collect();
+        for day in &days {
+            let in_day = |m: &&i64| Tier::Day.bucket_of(**m) == *day;
+            let dirty = Dirty {
+                latency: latency.iter().filter(in_day).copied().collect(),
+                usage: usage.iter().filter(in_day).copied().collect(),
+            };
+            self.compact(&dirty).await?;
+            tracing::info!(day, "tiers recomputed");
+        }
+        Ok(latency.len() + usage.len())
     }
 }
 

@@ -22,8 +22,10 @@ fn key(r: Rollup) -> Vec<&'static str> {
     key
 }
 
+/// The dimensions as a list to splice after another column: `, a, b`, or
+/// nothing for the ungrouped rollup.
 fn dims(r: Rollup) -> String {
-    r.dimensions().join(", ")
+    r.dimensions().iter().map(|d| format!(", {d}")).collect()
 }
 
 /// The nearest-rank quantile `level` of a merged sketch tuple
@@ -127,7 +129,7 @@ fn latest_rows(database: &str, r: Rollup, tier: Tier, filter: &str) -> String {
 /// latest full rows of the same tier.
 fn source_rows(database: &str, r: Rollup, tier: Tier, filter: &str) -> String {
     let kind = r.kind;
-    let mut cols = vec!["window_start AS s_start".to_owned(), dims(r)];
+    let mut cols = vec![format!("window_start AS s_start{}", dims(r))];
     let below = match r.grouping {
         Grouping::Full => tier.lower().map(|lower| (Rollup::full(kind), lower)),
         _ => Some((Rollup::full(kind), tier)),
@@ -192,7 +194,7 @@ pub fn compact(database: &str, r: Rollup, tier: Tier, buckets: &BTreeSet<i64>) -
         list = list.join(", "),
     );
     let bucket = tier.bucket_sql("s_start");
-    let mut aggregates = vec![format!("{bucket} AS b"), dims(r)];
+    let mut aggregates = vec![format!("{bucket} AS b{}", dims(r))];
     for a in r.attributes() {
         aggregates.push(format!("any(s_{a}) AS a_{a}"));
     }
@@ -214,7 +216,7 @@ pub fn compact(database: &str, r: Rollup, tier: Tier, buckets: &BTreeSet<i64>) -
     aggregates.push("sum(s_revision) AS a_revision".into());
     aggregates.push("max(s_updated_at) AS a_updated_at".into());
 
-    let mut outputs = vec![format!("b, b + {}", tier.seconds()), dims(r)];
+    let mut outputs = vec![format!("b, b + {}{}", tier.seconds(), dims(r))];
     for a in r.attributes() {
         outputs.push(format!("a_{a}"));
     }
@@ -242,7 +244,7 @@ pub fn compact(database: &str, r: Rollup, tier: Tier, buckets: &BTreeSet<i64>) -
     columns.extend(["coverage", "panes", "revision", "updated_at"]);
 
     format!(
-        "INSERT INTO {database}.{table} ({columns})\nSELECT {outputs}\nFROM\n(\n    SELECT {aggregates}\n    FROM ({source})\n    GROUP BY b, {dims}\n)",
+        "INSERT INTO {database}.{table} ({columns})\nSELECT {outputs}\nFROM\n(\n    SELECT {aggregates}\n    FROM ({source})\n    GROUP BY b{dims}\n)",
         table = r.table(tier),
         columns = columns.join(", "),
         outputs = outputs.join(", "),
@@ -263,7 +265,7 @@ pub fn create_view(database: &str, r: Rollup, tier: Tier, view: &str) -> String 
         .collect();
     let columns = match r.kind {
         Kind::Latency => format!(
-            "window_start, {d},{attributes}
+            "window_start{d},{attributes}
     v_calls AS call_count, v_successes AS success_count, v_errors AS error_count,
     v_successes / greatest(v_calls, 1) AS success_rate,
     v_rt_sum / greatest(v_calls, 1) AS avg_response_time,
@@ -276,7 +278,7 @@ pub fn create_view(database: &str, r: Rollup, tier: Tier, view: &str) -> String 
     v_window_end AS window_end, v_sketch_keys AS sketch_keys, v_sketch_counts AS sketch_counts, v_sketch_sums AS sketch_sums"
         ),
         Kind::Usage => format!(
-            "window_start, {d},
+            "window_start{d},
     v_requests AS request_count,
     v_input_tokens_sum AS total_input_tokens, v_output_tokens_sum AS total_output_tokens,
     toDecimal64(v_cost_usd_nanos_sum, 0) * toDecimal64('0.000000001', 9) AS total_cost_usd,
@@ -394,6 +396,13 @@ pub fn migration(database: &str) -> Vec<String> {
             tier,
             format!("performance_{}", tier.view_suffix()),
         ));
+    }
+    let overall = Rollup {
+        kind: Kind::Latency,
+        grouping: Grouping::Overall,
+    };
+    for tier in [Tier::Minute, Tier::Hour] {
+        views.push((overall, tier, format!("overall_{}", tier.view_suffix())));
     }
     let names = views
         .iter()

@@ -196,6 +196,8 @@ pub enum Grouping {
     Full,
     ModelTool,
     Model,
+    /// Everything merged: one row per window (live panels).
+    Overall,
 }
 
 /// One stored rollup: a kind and what it is grouped by.
@@ -215,7 +217,7 @@ impl Rollup {
 
     /// Every stored rollup, each with the tiers it is kept at, in the order
     /// they are computed (a grouped rollup reads the full one's tier).
-    pub fn all() -> [(Rollup, &'static [Tier]); 4] {
+    pub fn all() -> [(Rollup, &'static [Tier]); 5] {
         [
             (Rollup::full(Kind::Latency), &Tier::ALL),
             (Rollup::full(Kind::Usage), &Tier::ALL),
@@ -233,6 +235,13 @@ impl Rollup {
                 },
                 &[Tier::Day, Tier::Week],
             ),
+            (
+                Rollup {
+                    kind: Kind::Latency,
+                    grouping: Grouping::Overall,
+                },
+                &[Tier::Minute, Tier::Hour],
+            ),
         ]
     }
 
@@ -241,6 +250,7 @@ impl Rollup {
             Grouping::Full => self.kind.dimensions(),
             Grouping::ModelTool => &["model_id", "provider", "tool"],
             Grouping::Model => &["model_id", "provider"],
+            Grouping::Overall => &[],
         }
     }
 
@@ -259,6 +269,7 @@ impl Rollup {
             (Grouping::Full, _) => &["tenant_id", "model_id"],
             (Grouping::ModelTool, _) => &["model_id", "tool"],
             (Grouping::Model, _) => &["model_id"],
+            (Grouping::Overall, _) => &[],
         };
         let mut key = lead.to_vec();
         key.push("window_start");
@@ -271,6 +282,7 @@ impl Rollup {
             Grouping::Full => "rollup",
             Grouping::ModelTool => "by_model_tool",
             Grouping::Model => "by_model",
+            Grouping::Overall => "overall",
         };
         format!("{}_{group}_{}", self.kind.name(), tier.name())
     }
