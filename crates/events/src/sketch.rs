@@ -39,10 +39,12 @@ pub fn bucket_key(value: f64) -> i32 {
 }
 
 /// The same bucketing as [`bucket_key`], as a ClickHouse expression over a
-/// Float64 expression `value` (valid on 18.16 and modern servers).
+/// Float64 expression `value` (valid on 18.16 and modern servers). The log
+/// is taken of a positive value even in the unused branch: a server that
+/// evaluates both branches of `if` must not convert `-inf` to an integer.
 pub fn bucket_key_sql(value: &str) -> String {
     format!(
-        "if({value} <= {ZERO_LIMIT:e}, toInt32({ZERO_KEY}), toInt32(floor(log({value}) / log({GAMMA}))))"
+        "if({value} <= {ZERO_LIMIT:e}, toInt32({ZERO_KEY}), toInt32(floor(log(greatest({value}, {ZERO_LIMIT:e})) / log({GAMMA}))))"
     )
 }
 
