@@ -40,11 +40,7 @@ use panes::PaneBuilder;
 use publish::Outbox;
 use report::{Counters, Refusals, Summary};
 
-/// The Kafka header that marks a raw event published by an import.
-pub const ORIGIN_HEADER: &str = "centile.origin";
-/// Its value for imported events: the aggregator skips such records, as the
-/// import publishes their panes itself.
-pub const ORIGIN_IMPORT: &str = "import";
+pub use centile_events::{ORIGIN_HEADER, ORIGIN_IMPORT};
 
 /// Raw events are published when younger than the restatement horizon
 /// minus this margin, so the sink still admits them when it reads them.
