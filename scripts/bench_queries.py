@@ -442,21 +442,9 @@ def parse_version(text):
     return tuple(int(p) for p in re.findall(r"\d+", text)[:4])
 
 
-def split_statements(text):
-    """Mirror of the Rust migrator (and tests/sql/check_modern_clickhouse.py)."""
-    stmts, cur = [], []
-    for line in text.splitlines():
-        cur.append(line)
-        if line.rstrip().endswith(";"):
-            stmts.append("\n".join(cur))
-            cur = []
-    if cur:
-        stmts.append("\n".join(cur))
-    out = []
-    for s in stmts:
-        if any(l.strip() and not l.strip().startswith("--") for l in s.splitlines()):
-            out.append(s.strip().rstrip(";").rstrip())
-    return out
+# The migrator's statement splitter, shared with the SQL checks.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "sql"))
+from check_modern_clickhouse import split_statements  # noqa: E402
 
 
 def apply_schema(engine, sink_bin, db, log):

@@ -22,16 +22,9 @@ import tempfile
 DB = "centile_ttl"
 
 
-def statements(text):
-    out, cur = [], []
-    for line in text.splitlines():
-        cur.append(line)
-        if line.rstrip().endswith(";"):
-            out.append("\n".join(cur))
-            cur = []
-    out.append("\n".join(cur))
-    return [s.strip().rstrip(";") for s in out
-            if any(l.strip() and not l.strip().startswith("--") for l in s.splitlines())]
+# The migrator's statement splitter, shared with the schema checks.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from check_modern_clickhouse import split_statements as statements  # noqa: E402
 
 
 def main():
