@@ -5,6 +5,7 @@
 //! ClickHouse database, so tests run in parallel against one local broker
 //! and one ClickHouse server (`deploy/local/stack up`).
 
+pub mod api_kit;
 pub mod gateway_kit;
 pub mod secure_kit;
 pub mod testkit;

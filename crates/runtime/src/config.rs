@@ -34,6 +34,7 @@ pub struct Config {
     pub schema_registry: SchemaRegistryConfig,
     pub gateway: GatewayConfig,
     pub retention: RetentionConfig,
+    pub api: ApiConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -497,12 +498,91 @@ impl Default for GatewayConfig {
     }
 }
 
+/// The query API and dashboard (`centile-api`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    pub addr: SocketAddr,
+    /// A file of API keys: one `<sha256-hex> admin|tenant:<id>` per line.
+    pub keys_file: Option<PathBuf>,
+    /// More API keys: SHA-256 hex of the key to `admin` or `tenant:<id>`.
+    pub keys: BTreeMap<String, String>,
+    /// The model catalog (TOML): ids, names, providers, status, prices.
+    pub catalog_file: Option<PathBuf>,
+    /// Answers kept in the cache; 0 turns caching off.
+    pub cache_entries: usize,
+    /// Total bytes of cached answers.
+    pub cache_max_bytes: usize,
+    /// Open connections at most; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Requests running at once; further ones are answered 503.
+    pub max_concurrent_queries: usize,
+    /// A request still running after this is answered 503.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// A connection that sends and receives nothing for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Time buckets one trend answer may hold.
+    pub max_buckets: u64,
+    /// How often `/v1/realtime/stream` pushes a new answer.
+    #[serde(with = "humantime_serde")]
+    pub realtime_interval: Duration,
+    /// Serve `/v1` without a key, as admin. For a laptop only.
+    pub allow_unauthenticated: bool,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            addr: ([127, 0, 0, 1], 8089).into(),
+            keys_file: None,
+            keys: BTreeMap::new(),
+            catalog_file: None,
+            cache_entries: 4096,
+            cache_max_bytes: 64 * 1024 * 1024,
+            max_connections: 1024,
+            max_concurrent_queries: 64,
+            request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_buckets: 20_000,
+            realtime_interval: Duration::from_secs(2),
+            allow_unauthenticated: false,
+        }
+    }
+}
+
+impl ApiConfig {
+    fn validate(&self) -> Result<(), RuntimeError> {
+        let bad = |key: &str, reason: &str| {
+            Err(RuntimeError::Config(format!(
+                "api.{key} (CENTILE_API_{}): {reason}",
+                key.to_uppercase()
+            )))
+        };
+        if self.realtime_interval.is_zero() || self.realtime_interval > Duration::from_secs(5) {
+            return bad("realtime_interval", "must be more than 0 and at most 5s");
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections", "must be at least 1");
+        }
+        if self.max_concurrent_queries == 0 {
+            return bad("max_concurrent_queries", "must be at least 1");
+        }
+        if self.max_buckets == 0 {
+            return bad("max_buckets", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
 /// Sections and the environment prefixes that reach them, longest first.
-const ENV_SECTIONS: [(&str, &str); 13] = [
+const ENV_SECTIONS: [(&str, &str); 14] = [
     ("RETENTION_", "retention"),
     ("SCHEMA_REGISTRY_", "schema_registry"),
     ("AGGREGATOR_", "aggregator"),
     ("ADMISSION_", "admission"),
+    ("API_", "api"),
     ("CLICKHOUSE_", "clickhouse"),
     ("METRICS_", "metrics"),
     ("TOPICS_", "topics"),
@@ -562,6 +642,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), RuntimeError> {
         self.kafka.validate()?;
         self.clickhouse.validate()?;
+        self.api.validate()?;
         self.retention.validate(&self.admission)
     }
 }

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -34,4 +35,19 @@ impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         String::deserialize(deserializer).map(Secret)
     }
+}
+
+/// The SHA-256 of an API key, as stored in key files. Keys are long random
+/// tokens, so an unsalted hash is enough: nobody can guess a key from its
+/// hash, and services never store, compare or log the key itself.
+pub fn hash_key(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// A stored key hash: 64 hex digits.
+pub fn parse_key_hash(hex_digits: &str) -> Result<[u8; 32], &'static str> {
+    hex::decode(hex_digits)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or("a key hash must be 64 hex digits (the SHA-256 of the key, never the key)")
 }

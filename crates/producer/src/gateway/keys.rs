@@ -5,8 +5,6 @@
 
 use std::collections::HashMap;
 
-use sha2::{Digest, Sha256};
-
 use super::{rate::Rate, GatewayError};
 
 /// What a key may do.
@@ -22,10 +20,7 @@ pub struct KeyStore {
     grants: HashMap<[u8; 32], Grant>,
 }
 
-/// The SHA-256 of an API key, as stored in key files.
-pub fn hash_key(key: &str) -> [u8; 32] {
-    Sha256::digest(key.as_bytes()).into()
-}
+pub use centile_runtime::secret::hash_key;
 
 impl KeyStore {
     /// Loads `<sha256-hex> <tenant> [rate]` lines (blank lines and `#`
@@ -86,15 +81,8 @@ impl KeyStore {
         tenant: &str,
         rate: Rate,
     ) -> Result<(), GatewayError> {
-        let bytes: [u8; 32] = hex::decode(hash)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| {
-                keys_error(
-                    place,
-                    "a key hash must be 64 hex digits (the SHA-256 of the key, never the key)",
-                )
-            })?;
+        let bytes =
+            centile_runtime::secret::parse_key_hash(hash).map_err(|e| keys_error(place, e))?;
         if tenant.is_empty() {
             return Err(keys_error(place, "the tenant must not be empty"));
         }

@@ -105,7 +105,7 @@ fn value_columns(r: Rollup) -> Vec<&'static str> {
 
 /// One row per key: the highest revision's values as `v_<column>`, and
 /// `v_revision`. `filter` is ANDed into the scan.
-fn latest_rows(database: &str, r: Rollup, tier: Tier, filter: &str) -> String {
+pub fn latest_rows(database: &str, r: Rollup, tier: Tier, filter: &str) -> String {
     let values: Vec<String> = value_columns(r)
         .iter()
         .map(|c| format!("argMax({c}, revision) AS v_{c}"))
