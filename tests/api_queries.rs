@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use centile::{
     api_kit::TestApi,
-    testkit::{metric_value, now_ms, TestEnv},
+    testkit::{bin_path, metric_value, now_ms, TestEnv},
     truth::exact_quantile,
 };
 use centile_events::Sketch;
@@ -454,6 +454,75 @@ async fn the_api_answers_from_the_stored_tiers() {
         centile_api::params::format_time(w.day + 11 * 3_600)
     );
 
+    // The CLI asks the same questions: straight from ClickHouse, and
+    // through the API.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(bin_path("centile"))
+            .args(args)
+            .envs(w.env.env())
+            .env("CENTILE_API_CATALOG_FILE", &catalog)
+            .output()
+            .expect("centile runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = cli(&["query", "usage", "--group-by", "feature", "--json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let direct: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let served = api.get("/v1/usage/stats?group_by=feature", ADMIN).await;
+    assert_eq!(direct, served.json, "the CLI and the API give one answer");
+    let (code, stdout, stderr) = cli(&[
+        "query",
+        "--api",
+        &api.url,
+        "--key",
+        ADMIN,
+        "top-models",
+        "--days",
+        "7",
+        "--csv",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let mut lines = stdout.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("model_id,provider,requests,calls,"),
+        "{stdout}"
+    );
+    assert!(
+        lines.next().unwrap().starts_with("m1,prov,360,7200,"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = cli(&["query", "search", "model", "--status", "deprecated"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.starts_with("id ") && stdout.contains("Model Nine") && !stdout.contains("Model One"),
+        "{stdout}"
+    );
+    let (code, _, stderr) = cli(&["query", "trends", "--granularity", "year"]);
+    assert_eq!(code, Some(2), "a bad parameter is exit code 2");
+    assert!(
+        stderr.contains("granularity: expected one of minute, hour, day, week"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = cli(&[
+        "query",
+        "--api",
+        &api.url,
+        "--key",
+        ACME,
+        "trends",
+        "--tenant-id",
+        "beta",
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("403"), "{stderr}");
+
     // ETag and 304; then a late restatement of one minute must show at
     // once, even to a client holding the old ETag.
     let path =
@@ -519,6 +588,9 @@ async fn the_api_answers_from_the_stored_tiers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_view_counts_the_last_five_minutes() {
     let w = World::new().await;
+    // Started first: the events below must still be in the last five
+    // minutes when they are asked for.
+    let api = TestApi::start(&w.env, &[(ADMIN, "admin"), (ACME, "tenant:acme")], &[]).await;
     let now = now_ms() / 1000;
     let client = w.env.clickhouse();
     let mut values = Vec::new();
@@ -562,7 +634,6 @@ async fn the_live_view_counts_the_last_five_minutes() {
         .execute()
         .await
         .expect("insert raw events");
-    let api = TestApi::start(&w.env, &[(ADMIN, "admin"), (ACME, "tenant:acme")], &[]).await;
     let live = api.get("/v1/realtime", ACME).await;
     assert_eq!(live.status, 200, "{}", live.text);
     assert_eq!(live.json["total_events"], 30, "{}", live.text);

@@ -123,6 +123,7 @@ pub async fn run(
 
 /// Ready while ClickHouse answers `SELECT 1`.
 async fn watch_clickhouse(state: Arc<AppState>, shutdown: CancellationToken) {
+    let mut was_up = None;
     loop {
         let up = tokio::time::timeout(
             Duration::from_secs(5),
@@ -130,12 +131,16 @@ async fn watch_clickhouse(state: Arc<AppState>, shutdown: CancellationToken) {
         )
         .await
         .is_ok_and(|r| r.is_ok());
-        if up != state.readiness.is_ready() {
+        if was_up != Some(up) {
             if up {
                 tracing::info!("clickhouse answers; ready");
             } else {
-                tracing::warn!("clickhouse does not answer; not ready");
+                tracing::warn!(
+                    database = state.queries.database(),
+                    "clickhouse does not answer `SELECT 1` in the configured database; not ready (retrying every 5 s)"
+                );
             }
+            was_up = Some(up);
         }
         state.readiness.set("clickhouse", up);
         tokio::select! {
