@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# One image with all three Centile binaries; docker-compose.yml picks the
+# One image with all the Centile binaries; docker-compose.yml picks the
 # binary per service with `command`.
 
 # Not 1.85 (Cargo.toml's rust-version): Cargo.lock pins crates that need
@@ -7,6 +7,11 @@
 ARG RUST_VERSION=1.89
 
 FROM rust:${RUST_VERSION}-bookworm AS builder
+# centile-api's build script vendors the dashboard's chart library with
+# `npm ci` (pinned by crates/api/dashboard/package-lock.json).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends npm \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 # --workspace: the repository root is itself a package (end-to-end tests and
@@ -20,7 +25,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && install -D -m 0755 -t /out \
       target/release/centile-producer \
       target/release/centile-aggregator \
-      target/release/centile-sink
+      target/release/centile-sink \
+      target/release/centile-api \
+      target/release/centile
 
 FROM debian:bookworm-slim
 RUN apt-get update \
@@ -29,6 +36,7 @@ RUN apt-get update \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin centile
 COPY --from=builder /out/ /usr/local/bin/
 USER centile
-# Metrics and health (/metrics, /healthz, /readyz) of producer, aggregator, sink.
-EXPOSE 9464 9465 9466
+# Metrics and health (/metrics, /healthz, /readyz) of producer, aggregator,
+# sink, gateway and query API; the gateway's and the query API's HTTP ports.
+EXPOSE 9464 9465 9466 9467 9468 8088 8089
 CMD ["centile-sink", "run"]
