@@ -380,8 +380,8 @@ def check_key_form(browser, args):
         page.fill("#key-input", "ck_not_a_key")
         page.click("#key-form button[type=submit]")
         page.wait_for_selector("#auth:not([hidden])", timeout=SHOW_WITHIN_MS)
-        page.wait_for_function("document.getElementById('auth-reason').textContent.includes('refused')",
-                               timeout=SHOW_WITHIN_MS)
+        # A selector, not wait_for_function: the page's CSP forbids eval.
+        page.wait_for_selector("#auth-reason:has-text('refused')", timeout=SHOW_WITHIN_MS)
         page.screenshot(path=os.path.join(args.out, "key-form.png"))
         page.fill("#key-input", args.key)
         page.click("#key-form button[type=submit]")

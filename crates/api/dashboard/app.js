@@ -493,8 +493,15 @@ function onSseEvent(p, block) {
     if (field === "event") event = value;
     else if (field === "data") data.push(value);
   }
-  if (event !== "realtime" || !data.length) return;
-  renderLive(p, JSON.parse(data.join("\n")));
+  if (!data.length) return;
+  const body = JSON.parse(data.join("\n"));
+  if (event === "realtime") renderLive(p, body);
+  else if (event === "error") {
+    // The server could not compute this push; the stream stays open and
+    // the next good push clears the banner. What was shown stays.
+    showError(p, new Error(`Live view: ${body.error || body.detail || "no answer"}`));
+    if (p.el.dataset.state !== "ready") setState(p, "error");
+  }
 }
 
 function renderLive(p, d) {
