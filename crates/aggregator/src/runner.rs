@@ -101,12 +101,14 @@ struct Runner<'a> {
     legacy_warned: HashSet<[u8; 8]>,
 }
 
-/// Runs until `shutdown` is cancelled, then cuts, publishes and commits.
+/// Runs until `shutdown` is cancelled, then cuts, publishes and commits,
+/// retrying the final publish until `deadline` at most.
 pub async fn run(
     config: &Config,
     metrics: &AggregatorMetrics,
     readiness: Readiness,
     shutdown: CancellationToken,
+    deadline: CancellationToken,
 ) -> Result<(), AggregatorError> {
     let topics = &config.topics;
     ensure_centile_topics(config).await?;
@@ -150,7 +152,7 @@ pub async fn run(
         watermarks_refreshed: Instant::now(),
         legacy_warned: HashSet::new(),
     };
-    let result = runner.consume(&consumer, &shutdown).await;
+    let result = runner.consume(&consumer, &shutdown, &deadline).await;
     readiness.set("kafka", false);
     close_consumer(consumer, Duration::from_secs(5));
     result
@@ -184,6 +186,7 @@ impl Runner<'_> {
         &mut self,
         consumer: &StreamConsumer<Assignments>,
         shutdown: &CancellationToken,
+        deadline: &CancellationToken,
     ) -> Result<(), AggregatorError> {
         let mut tick = tokio::time::interval(self.config.aggregator.emit_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -203,7 +206,7 @@ impl Runner<'_> {
             }
         }
         tracing::info!("cutting segments and publishing before exit");
-        self.emit(consumer, &CancellationToken::new(), true).await
+        self.emit(consumer, deadline, true).await
     }
 
     /// Counts a message framed with the deprecated reversed fingerprint

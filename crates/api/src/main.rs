@@ -97,7 +97,7 @@ async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
                 ctx.readiness.clone(),
                 ctx.shutdown.clone(),
             ));
-            server::run(listener, state, ctx.shutdown.clone()).await?;
+            server::run(listener, state, ctx.shutdown.clone(), ctx.deadline.clone()).await?;
             Ok::<(), BoxError>(())
         },
     )

@@ -17,6 +17,7 @@ pub struct ApiMetrics {
     pub connections: IntGauge,
     pub connection_cap_reached: IntCounter,
     pub stream_clients: IntGauge,
+    pub clickhouse_up: IntGauge,
 }
 
 /// Every route template, for labels.
@@ -78,6 +79,10 @@ impl ApiMetrics {
             stream_clients: registered(registry, IntGauge::new(
                 "centile_api_stream_clients",
                 "Open /v1/realtime/stream connections.",
+            ))?,
+            clickhouse_up: registered(registry, IntGauge::new(
+                "centile_api_clickhouse_up",
+                "1 while ClickHouse answers the API's probe (then /readyz is 200), else 0.",
             ))?,
         };
         for route in ROUTES {

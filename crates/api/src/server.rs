@@ -9,7 +9,7 @@ use std::{
 
 use axum::{
     body::Body,
-    extract::{Path, RawQuery, State},
+    extract::{rejection::PathRejection, Path, RawQuery, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     routing::get,
@@ -99,12 +99,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(crate::assets::router())
 }
 
-/// Serves until `shutdown`, then lets requests finish; live streams end
-/// at shutdown, so stopping is bounded by `api.request_timeout`.
+/// Serves until `shutdown`, then lets requests finish until `deadline`
+/// (`service.shutdown_grace`); live streams end at shutdown.
 pub async fn run(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: CancellationToken,
+    deadline: CancellationToken,
 ) -> Result<(), ApiError> {
     let listener = CappedListener::new(
         listener,
@@ -113,9 +114,14 @@ pub async fn run(
         state.metrics.clone(),
     );
     let probe = tokio::spawn(watch_clickhouse(state.clone(), shutdown.clone()));
-    axum::serve(listener, router(state.clone()))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    let serving = axum::serve(listener, router(state.clone()))
+        .with_graceful_shutdown(shutdown.cancelled_owned());
+    tokio::select! {
+        served = std::future::IntoFuture::into_future(serving) => served?,
+        () = deadline.cancelled() => {
+            tracing::warn!("requests still open at service.shutdown_grace; closing them");
+        }
+    }
     probe.abort();
     tracing::info!("api stopped: requests finished");
     Ok(())
@@ -143,6 +149,7 @@ async fn watch_clickhouse(state: Arc<AppState>, shutdown: CancellationToken) {
             was_up = Some(up);
         }
         state.readiness.set("clickhouse", up);
+        state.metrics.clickhouse_up.set(i64::from(up));
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
@@ -407,11 +414,13 @@ async fn models(
 
 async fn model(
     State(s): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
     serve_request(s, "/v1/models/{id}", headers, q, &[], move |_, scope, _| {
+        // Axum's own rejection (invalid UTF-8) is plain text; ours names the parameter.
+        let Path(id) = id.map_err(|e| ApiError::bad("id", e.body_text()))?;
         if id.is_empty() || id.chars().count() > 256 || id.chars().any(char::is_control) {
             return Err(ApiError::bad(
                 "id",

@@ -196,7 +196,13 @@ async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
             )?);
             let listener = tokio::net::TcpListener::bind(ctx.config.gateway.addr).await?;
             tracing::info!(addr = %listener.local_addr()?, "gateway listening");
-            gateway::run(listener, gateway, ctx.shutdown.clone()).await?;
+            gateway::run(
+                listener,
+                gateway,
+                ctx.shutdown.clone(),
+                ctx.deadline.clone(),
+            )
+            .await?;
             Ok::<(), BoxError>(())
         },
     )

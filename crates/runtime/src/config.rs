@@ -35,6 +35,26 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub retention: RetentionConfig,
     pub api: ApiConfig,
+    pub service: ServiceConfig,
+}
+
+/// What every service shares about its own life.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// After SIGTERM/SIGINT, final flushes, commits and in-flight requests
+    /// get this long; then the service exits (a restart replays whatever
+    /// was not committed). Keep it below the orchestrator's kill timeout.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -577,7 +597,7 @@ impl ApiConfig {
 }
 
 /// Sections and the environment prefixes that reach them, longest first.
-const ENV_SECTIONS: [(&str, &str); 14] = [
+const ENV_SECTIONS: [(&str, &str); 15] = [
     ("RETENTION_", "retention"),
     ("SCHEMA_REGISTRY_", "schema_registry"),
     ("AGGREGATOR_", "aggregator"),
@@ -590,6 +610,7 @@ const ENV_SECTIONS: [(&str, &str); 14] = [
     ("KAFKA_", "kafka"),
     ("PRODUCER_", "producer"),
     ("GATEWAY_", "gateway"),
+    ("SERVICE_", "service"),
     ("SINK_", "sink"),
     ("LOG_", "log"),
 ];

@@ -2,14 +2,14 @@
 //! metrics server, run the body until a signal or its own end, and stop the
 //! metrics server last, so the final flush is still observable.
 
-use std::{error::Error, future::Future, net::SocketAddr, path::Path};
+use std::{error::Error, future::Future, net::SocketAddr, path::Path, time::Duration};
 
 use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    shutdown::cancel_on_signal,
+    shutdown::{cancel_on_signal, deadline_after},
     telemetry::{init_tracing, serve, Readiness},
     Config,
 };
@@ -22,9 +22,16 @@ pub struct ServiceContext {
     pub readiness: Readiness,
     /// Cancelled by SIGTERM/SIGINT; the body then flushes, commits and returns.
     pub shutdown: CancellationToken,
+    /// Cancelled `service.shutdown_grace` after `shutdown`: final flushes
+    /// and drains stop retrying then.
+    pub deadline: CancellationToken,
 }
 
 pub type BoxError = Box<dyn Error + Send + Sync>;
+
+/// How long after the shutdown deadline a process may still take to close
+/// its clients before it is ended.
+const BACKSTOP: Duration = Duration::from_secs(5);
 
 /// Runs `body` as the service `name`, with `/metrics` on the configured
 /// address or `default_metrics_addr`.
@@ -49,6 +56,21 @@ where
     let readiness = Readiness::default();
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
+    let grace = config.service.shutdown_grace;
+    let deadline = deadline_after(&shutdown, grace);
+    // The last resort: a body that has not returned shortly after its
+    // deadline (a hung client library) does not keep the process alive.
+    let backstop = deadline.clone();
+    tokio::spawn(async move {
+        backstop.cancelled().await;
+        tokio::time::sleep(BACKSTOP).await;
+        tracing::error!(
+            service = name,
+            ?grace,
+            "did not stop within service.shutdown_grace; exiting"
+        );
+        std::process::exit(1);
+    });
     let server_stop = CancellationToken::new();
     let server = tokio::spawn(serve(
         listener,
@@ -63,6 +85,7 @@ where
         registry,
         readiness,
         shutdown,
+        deadline,
     })
     .await;
     server_stop.cancel();

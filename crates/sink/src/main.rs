@@ -167,9 +167,15 @@ async fn main() -> anyhow::Result<()> {
                 default_metrics,
                 |ctx| async move {
                     let metrics = SinkMetrics::register(&ctx.registry)?;
-                    runner::run(&ctx.config, &metrics, ctx.readiness, ctx.shutdown)
-                        .await
-                        .map_err(BoxError::from)
+                    runner::run(
+                        &ctx.config,
+                        &metrics,
+                        ctx.readiness,
+                        ctx.shutdown,
+                        ctx.deadline,
+                    )
+                    .await
+                    .map_err(BoxError::from)
                 },
             )
             .await

@@ -45,9 +45,6 @@ use crate::{
     SinkError,
 };
 
-/// How long the final flush may keep retrying after a shutdown signal.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
-
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -69,12 +66,14 @@ struct Sink<'a> {
     legacy_warned: Mutex<HashSet<[u8; 8]>>,
 }
 
-/// Runs until `shutdown` is cancelled, then writes and commits what it holds.
+/// Runs until `shutdown` is cancelled, then writes and commits what it
+/// holds, retrying until `deadline` at most.
 pub async fn run(
     config: &Config,
     metrics: &SinkMetrics,
     readiness: Readiness,
     shutdown: CancellationToken,
+    deadline: CancellationToken,
 ) -> Result<(), SinkError> {
     // An untrusted certificate or refused credentials will not heal by
     // retrying: stop now with the reason. An unreachable server is waited
@@ -146,7 +145,7 @@ pub async fn run(
         metrics.clone(),
         shutdown.clone(),
     ));
-    let result = sink.consume(&consumer, &shutdown).await;
+    let result = sink.consume(&consumer, &shutdown, &deadline).await;
     retention.abort();
     readiness.set("kafka", false);
     close_consumer(consumer, Duration::from_secs(5));
@@ -172,6 +171,7 @@ impl Sink<'_> {
         &self,
         consumer: &StreamConsumer,
         shutdown: &CancellationToken,
+        final_deadline: &CancellationToken,
     ) -> Result<(), SinkError> {
         let settings = &self.config.sink;
         let mut batch = Batch::default();
@@ -199,13 +199,7 @@ impl Sink<'_> {
             messages = batch.messages(),
             "writing the open batch before exit"
         );
-        let grace = CancellationToken::new();
-        let timer = grace.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-            timer.cancel();
-        });
-        self.flush(consumer, batch, &grace).await.map(drop)
+        self.flush(consumer, batch, final_deadline).await.map(drop)
     }
 
     /// Counts a message framed with the deprecated reversed fingerprint

@@ -170,9 +170,17 @@ fn where_clause(filter: &str) -> String {
 }
 
 /// A ClickHouse string literal. Values are checked free of control
-/// characters first ([`crate::params`]); quotes and backslashes are escaped.
+/// characters first ([`crate::params`]); quotes and backslashes are
+/// escaped, and `?` is doubled because the client reads a lone `?` in the
+/// SQL text as a bind placeholder.
 pub fn literal(value: &str) -> String {
-    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+    format!(
+        "'{}'",
+        value
+            .replace('\\', "\\\\")
+            .replace('\'', "\\'")
+            .replace('?', "??")
+    )
 }
 
 /// `window_start` within `[start, end)` and each given `column = value`.
@@ -241,6 +249,7 @@ mod tests {
         assert_eq!(literal("gpt-4o"), "'gpt-4o'");
         assert_eq!(literal("a'b\\c"), "'a\\'b\\\\c'");
         assert_eq!(literal("x\\'); DROP"), "'x\\\\\\'); DROP'");
+        assert_eq!(literal("a?b"), "'a??b'");
     }
 
     #[test]

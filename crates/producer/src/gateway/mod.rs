@@ -155,18 +155,25 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
 }
 
 /// Serves on `listener` until `shutdown`: then stops accepting, lets
-/// in-flight requests finish (each bounded by the ack timeout), and flushes
-/// the producer.
+/// in-flight requests finish until `deadline` (`service.shutdown_grace`),
+/// closes whatever is still open (slow clients), and flushes the producer.
 pub async fn run(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     shutdown: CancellationToken,
+    deadline: CancellationToken,
 ) -> Result<(), GatewayError> {
     let probe_stop = CancellationToken::new();
     let probe = tokio::spawn(probe::watch_broker(gateway.clone(), probe_stop.clone()));
-    let served = axum::serve(listener, router(gateway.clone()))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await;
+    let serving = axum::serve(listener, router(gateway.clone()))
+        .with_graceful_shutdown(shutdown.cancelled_owned());
+    let served = tokio::select! {
+        served = std::future::IntoFuture::into_future(serving) => served,
+        () = deadline.cancelled() => {
+            tracing::warn!("connections still open at service.shutdown_grace; closing them");
+            Ok(())
+        }
+    };
     probe_stop.cancel();
     let _ = probe.await;
     let flush_timeout = gateway.settings.ack_timeout;
