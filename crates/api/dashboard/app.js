@@ -275,8 +275,14 @@ async function loadDaily(p, signal) {
       labels,
       datasets: [
         // order: the cost line is drawn over the bars, not hidden behind them.
-        { type: "bar", label: "calls", data: labels.map((l) => byDate.get(l)?.count ?? 0), backgroundColor: COLORS.p50, yAxisID: "y", order: 1 },
-        { type: "line", label: "cost (USD)", data: labels.map((l) => byDate.get(l)?.cost_usd ?? 0), borderColor: COLORS.cost, backgroundColor: COLORS.cost, yAxisID: "y1", order: 0 },
+        {
+          type: "bar", label: "calls", data: labels.map((l) => byDate.get(l)?.count ?? 0),
+          backgroundColor: COLORS.p50, yAxisID: "y", order: 1,
+        },
+        {
+          type: "line", label: "cost (USD)", data: labels.map((l) => byDate.get(l)?.cost_usd ?? 0),
+          borderColor: COLORS.cost, backgroundColor: COLORS.cost, yAxisID: "y1", order: 0,
+        },
       ],
     },
     options: {
@@ -303,8 +309,15 @@ async function loadFeature(p, signal) {
   })));
   draw("feature", p.canvas, {
     type: "bar",
-    data: { labels: d.rows.map((r) => r.feature), datasets: [{ label: "calls", data: d.rows.map((r) => r.count), backgroundColor: COLORS.p50 }] },
-    options: { indexAxis: "y", plugins: { legend: { display: false } }, scales: { x: { beginAtZero: true, ticks: { precision: 0 } } } },
+    data: {
+      labels: d.rows.map((r) => r.feature),
+      datasets: [{ label: "calls", data: d.rows.map((r) => r.count), backgroundColor: COLORS.p50 }],
+    },
+    options: {
+      indexAxis: "y",
+      plugins: { legend: { display: false } },
+      scales: { x: { beginAtZero: true, ticks: { precision: 0 } } },
+    },
   });
   return null;
 }
@@ -385,9 +398,17 @@ async function loadPerf(p, signal) {
       scales: {
         x: flatTicks,
         y: msAxis(),
-        y1: { beginAtZero: true, position: "right", grid: { drawOnChartArea: false }, ticks: { precision: 0 }, title: { display: true, text: "calls" } },
+        y1: {
+          beginAtZero: true, position: "right", grid: { drawOnChartArea: false }, ticks: { precision: 0 },
+          title: { display: true, text: "calls" },
+        },
       },
-      plugins: { title: { display: true, text: `${model || "all models"} · ${tool || "all tools"} · per ${d.granularity} (hollow points: not final yet)` } },
+      plugins: {
+        title: {
+          display: true,
+          text: `${model || "all models"} · ${tool || "all tools"} · per ${d.granularity} (hollow points: not final yet)`,
+        },
+      },
     },
   });
   return null;
@@ -437,7 +458,9 @@ async function liveLoop(signal) {
     try {
       let res;
       try {
-        res = await fetch(apiUrl("v1/realtime/stream"), { headers: authHeaders("text/event-stream"), signal: conn.signal, cache: "no-store" });
+        res = await fetch(apiUrl("v1/realtime/stream"), {
+          headers: authHeaders("text/event-stream"), signal: conn.signal, cache: "no-store",
+        });
       } catch (e) {
         if (e.name === "AbortError") throw e;
         throw new Error(`Cannot reach the API: ${e.message}`);
@@ -560,7 +583,10 @@ async function loadStatus(p, signal) {
         { label: "open", data: d.tiers.map((t) => t.open), backgroundColor: COLORS.p95 },
       ],
     },
-    options: { indexAxis: "y", scales: { x: { stacked: true, beginAtZero: true, ticks: { precision: 0 } }, y: { stacked: true } } },
+    options: {
+      indexAxis: "y",
+      scales: { x: { stacked: true, beginAtZero: true, ticks: { precision: 0 } }, y: { stacked: true } },
+    },
   });
   return null;
 }
