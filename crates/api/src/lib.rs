@@ -9,7 +9,7 @@
 //! - [`catalog`] is the model catalog file and its search.
 //! - [`cache`] keeps answers under a data token that changes with any
 //!   restatement; [`server`] routes, authenticates, caches and bounds
-//!   requests; [`realtime`] streams the live view as Server-Sent Events.
+//!   requests (connections through the runtime's shared listener); [`realtime`] streams the live view as Server-Sent Events.
 //! - [`assets`] serves the dashboard; [`output`] prints answers for the CLI.
 
 pub mod assets;
@@ -17,7 +17,6 @@ pub mod auth;
 pub mod cache;
 pub mod catalog;
 pub mod error;
-pub mod listener;
 pub mod metrics;
 pub mod output;
 pub mod params;

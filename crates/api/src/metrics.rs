@@ -16,6 +16,7 @@ pub struct ApiMetrics {
     pub cache_bytes: IntGauge,
     pub connections: IntGauge,
     pub connection_cap_reached: IntCounter,
+    pub connections_timed_out: IntCounter,
     pub stream_clients: IntGauge,
     pub clickhouse_up: IntGauge,
 }
@@ -75,6 +76,10 @@ impl ApiMetrics {
             connection_cap_reached: registered(registry, IntCounter::new(
                 "centile_api_connection_cap_reached_total",
                 "Times api.max_connections was reached; further connections waited in the listen backlog.",
+            ))?,
+            connections_timed_out: registered(registry, IntCounter::new(
+                "centile_api_connections_timed_out_total",
+                "Connections closed for idling past api.idle_timeout or for a request arriving slower than api.read_timeout.",
             ))?,
             stream_clients: registered(registry, IntGauge::new(
                 "centile_api_stream_clients",

@@ -16,14 +16,17 @@ use axum::{
     Router,
 };
 use bytes::Bytes;
-use centile_runtime::{config::ApiConfig, telemetry::Readiness};
+use centile_runtime::{
+    config::ApiConfig,
+    listener::{CappedListener, ConnectionLimits, ConnectionMetrics},
+    telemetry::Readiness,
+};
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::{KeyStore, Scope},
     cache::{Cache, Lookup},
-    listener::CappedListener,
     metrics::ApiMetrics,
     params::Params,
     queries::{
@@ -109,9 +112,16 @@ pub async fn run(
 ) -> Result<(), ApiError> {
     let listener = CappedListener::new(
         listener,
-        state.settings.max_connections,
-        state.settings.idle_timeout,
-        state.metrics.clone(),
+        ConnectionLimits {
+            max_connections: state.settings.max_connections,
+            idle_timeout: state.settings.idle_timeout,
+            read_timeout: state.settings.read_timeout,
+        },
+        ConnectionMetrics {
+            open: state.metrics.connections.clone(),
+            cap_reached: state.metrics.connection_cap_reached.clone(),
+            timed_out: state.metrics.connections_timed_out.clone(),
+        },
     );
     let probe = tokio::spawn(watch_clickhouse(state.clone(), shutdown.clone()));
     let serving = axum::serve(listener, router(state.clone()))

@@ -498,6 +498,15 @@ pub struct GatewayConfig {
     /// Each key's request rate unless its entry sets one: `N/s`, `N/min`
     /// or `N/h`; the bucket holds N requests.
     pub rate: String,
+    /// Open connections at most; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// A connection that sends and receives nothing for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A request must arrive (head and body) within this long of its first
+    /// byte: slow-header and slow-body clients are cut off.
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -514,6 +523,9 @@ impl Default for GatewayConfig {
             keys_file: None,
             keys: BTreeMap::new(),
             rate: "1000/s".into(),
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -543,6 +555,9 @@ pub struct ApiConfig {
     /// A connection that sends and receives nothing for this long is closed.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// A request must arrive (head and body) within this long of its first byte.
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
     /// Time buckets one trend answer may hold.
     pub max_buckets: u64,
     /// How often `/v1/realtime/stream` pushes a new answer.
@@ -565,6 +580,7 @@ impl Default for ApiConfig {
             max_concurrent_queries: 64,
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
+            read_timeout: Duration::from_secs(10),
             max_buckets: 20_000,
             realtime_interval: Duration::from_secs(2),
             allow_unauthenticated: false,

@@ -6,6 +6,7 @@
 pub mod config;
 mod error;
 pub mod kafka;
+pub mod listener;
 pub mod registry;
 pub mod retry;
 pub mod secret;

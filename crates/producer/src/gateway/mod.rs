@@ -30,7 +30,12 @@ use axum::{
     Json, Router,
 };
 use centile_events::{Admission, Limits};
-use centile_runtime::{config::GatewayConfig, telemetry::Readiness, Config};
+use centile_runtime::{
+    config::GatewayConfig,
+    listener::{CappedListener, ConnectionLimits, ConnectionMetrics},
+    telemetry::Readiness,
+    Config,
+};
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -80,6 +85,7 @@ pub struct Gateway {
     /// Ready while the broker answers (set by the probe).
     readiness: Readiness,
     metrics: GatewayMetrics,
+    connections: ConnectionMetrics,
 }
 
 impl Gateway {
@@ -135,12 +141,32 @@ impl Gateway {
             settings,
             readiness,
             metrics: GatewayMetrics::register(registry)?,
+            connections: connection_metrics(registry)?,
         })
     }
 
     fn retry_after(&self) -> Duration {
         self.settings.retry_after
     }
+}
+
+/// The connection metrics, kept beside the listener they describe.
+fn connection_metrics(registry: &prometheus::Registry) -> prometheus::Result<ConnectionMetrics> {
+    let metrics = ConnectionMetrics {
+        open: prometheus::IntGauge::new("centile_gateway_connections", "Open client connections.")?,
+        cap_reached: prometheus::IntCounter::new(
+            "centile_gateway_connection_cap_reached_total",
+            "Times gateway.max_connections was reached; further connections waited in the listen backlog.",
+        )?,
+        timed_out: prometheus::IntCounter::new(
+            "centile_gateway_connections_timed_out_total",
+            "Connections closed for idling past gateway.idle_timeout or for a request arriving slower than gateway.read_timeout.",
+        )?,
+    };
+    registry.register(Box::new(metrics.open.clone()))?;
+    registry.register(Box::new(metrics.cap_reached.clone()))?;
+    registry.register(Box::new(metrics.timed_out.clone()))?;
+    Ok(metrics)
 }
 
 /// The gateway's routes.
@@ -165,6 +191,15 @@ pub async fn run(
 ) -> Result<(), GatewayError> {
     let probe_stop = CancellationToken::new();
     let probe = tokio::spawn(probe::watch_broker(gateway.clone(), probe_stop.clone()));
+    let listener = CappedListener::new(
+        listener,
+        ConnectionLimits {
+            max_connections: gateway.settings.max_connections,
+            idle_timeout: gateway.settings.idle_timeout,
+            read_timeout: gateway.settings.read_timeout,
+        },
+        gateway.connections.clone(),
+    );
     let serving = axum::serve(listener, router(gateway.clone()))
         .with_graceful_shutdown(shutdown.cancelled_owned());
     let served = tokio::select! {

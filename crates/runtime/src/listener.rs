@@ -1,8 +1,11 @@
-//! A listener that bounds connections: at most `max_connections` open at
-//! once (further ones wait in the kernel's listen backlog, not in memory),
-//! and a connection that neither sends nor receives for `idle_timeout` is
-//! closed, so idle, slow-header and never-reading clients cannot hold the
-//! server's file descriptors.
+//! A listener that bounds connections, shared by the HTTP servers (the
+//! gateway and the query API): at most `max_connections` open at once
+//! (further ones wait in the kernel's listen backlog, not in memory); a
+//! connection that neither sends nor receives for `idle_timeout` is closed;
+//! and one request may take at most `read_timeout` to arrive, from its first
+//! byte until the server starts answering. So idle, slow-header,
+//! slow-body and never-reading clients cannot hold the server's file
+//! descriptors, memory or shutdown.
 
 use std::{
     io,
@@ -19,27 +22,41 @@ use tokio::{
     time::{Instant, Sleep},
 };
 
-use crate::metrics::ApiMetrics;
+use prometheus::{IntCounter, IntGauge};
+
+/// The bounds of one server's connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+/// Where a server counts its connections (its own metric names).
+#[derive(Debug, Clone)]
+pub struct ConnectionMetrics {
+    /// Open connections.
+    pub open: IntGauge,
+    /// Times the cap was reached.
+    pub cap_reached: IntCounter,
+    /// Connections closed for idling or for a request that arrived too slowly.
+    pub timed_out: IntCounter,
+}
 
 #[derive(Debug)]
 pub struct CappedListener {
     inner: TcpListener,
     slots: Arc<Semaphore>,
-    idle_timeout: Duration,
-    metrics: ApiMetrics,
+    limits: ConnectionLimits,
+    metrics: ConnectionMetrics,
 }
 
 impl CappedListener {
-    pub fn new(
-        inner: TcpListener,
-        max_connections: usize,
-        idle_timeout: Duration,
-        metrics: ApiMetrics,
-    ) -> Self {
+    pub fn new(inner: TcpListener, limits: ConnectionLimits, metrics: ConnectionMetrics) -> Self {
         Self {
             inner,
-            slots: Arc::new(Semaphore::new(max_connections)),
-            idle_timeout,
+            slots: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+            limits,
             metrics,
         }
     }
@@ -53,10 +70,11 @@ impl axum::serve::Listener for CappedListener {
         let permit = match self.slots.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                self.metrics.connection_cap_reached.inc();
+                self.metrics.cap_reached.inc();
                 tracing::warn!(
-                    open = self.metrics.connections.get(),
-                    "api.max_connections reached; new connections wait until one closes"
+                    open = self.metrics.open.get(),
+                    limit = self.limits.max_connections,
+                    "connection cap (max_connections) reached; new connections wait in the backlog until one closes"
                 );
                 self.slots
                     .clone()
@@ -69,11 +87,12 @@ impl axum::serve::Listener for CappedListener {
             match self.inner.accept().await {
                 Ok((stream, addr)) => {
                     let _ = stream.set_nodelay(true);
-                    self.metrics.connections.inc();
+                    self.metrics.open.inc();
                     let stream = CappedStream {
                         stream,
-                        idle: Box::pin(tokio::time::sleep(self.idle_timeout)),
-                        idle_timeout: self.idle_timeout,
+                        idle: Box::pin(tokio::time::sleep(self.limits.idle_timeout)),
+                        limits: self.limits,
+                        reading_since: None,
                         _permit: permit,
                         metrics: self.metrics.clone(),
                     };
@@ -99,31 +118,52 @@ impl axum::serve::Listener for CappedListener {
 pub struct CappedStream {
     stream: TcpStream,
     idle: Pin<Box<Sleep>>,
-    idle_timeout: Duration,
+    limits: ConnectionLimits,
+    /// When the request being read began to arrive; cleared when the
+    /// server writes its answer.
+    reading_since: Option<Instant>,
     _permit: OwnedSemaphorePermit,
-    metrics: ApiMetrics,
+    metrics: ConnectionMetrics,
 }
 
 impl CappedStream {
     fn touch(&mut self) {
-        let deadline = Instant::now() + self.idle_timeout;
+        let deadline = Instant::now() + self.limits.idle_timeout;
         self.idle.as_mut().reset(deadline);
     }
 
     fn check_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         match self.idle.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "connection idle past api.idle_timeout",
-            )),
+            Poll::Ready(()) => {
+                self.metrics.timed_out.inc();
+                Poll::Ready(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection idle past idle_timeout",
+                ))
+            }
             Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// A request trickling in byte by byte keeps the connection from
+    /// idling; this bounds the whole of its arrival.
+    fn check_read_deadline(&mut self) -> Result<(), io::Error> {
+        match self.reading_since {
+            Some(since) if since.elapsed() > self.limits.read_timeout => {
+                self.metrics.timed_out.inc();
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "request still arriving past read_timeout",
+                ))
+            }
+            _ => Ok(()),
         }
     }
 }
 
 impl Drop for CappedStream {
     fn drop(&mut self) {
-        self.metrics.connections.dec();
+        self.metrics.open.dec();
     }
 }
 
@@ -136,9 +176,16 @@ impl AsyncRead for CappedStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if let Err(e) = this.check_read_deadline() {
+            return Poll::Ready(Err(e));
+        }
+        let before = buf.filled().len();
         match Pin::new(&mut this.stream).poll_read(cx, buf) {
             Poll::Ready(result) => {
                 this.touch();
+                if buf.filled().len() > before && this.reading_since.is_none() {
+                    this.reading_since = Some(Instant::now());
+                }
                 Poll::Ready(result)
             }
             Poll::Pending => match this.check_idle(cx) {
@@ -159,6 +206,8 @@ impl AsyncWrite for CappedStream {
         match Pin::new(&mut this.stream).poll_write(cx, buf) {
             Poll::Ready(result) => {
                 this.touch();
+                // The server answers: the request has arrived.
+                this.reading_since = None;
                 Poll::Ready(result)
             }
             Poll::Pending => match this.check_idle(cx) {
