@@ -25,13 +25,13 @@ use centile_events::{
 };
 use centile_runtime::{
     kafka::{
-        all_partitions, close_consumer, consumer_config, ensure_centile_topics, producer_config,
+        attach_inputs, close_consumer, consumer_config, ensure_centile_topics, producer_config,
         send_all, OutMessage,
     },
     registry::SchemaResolver,
     retry::{with_backoff, Backoff},
     telemetry::Readiness,
-    Assignment, Config,
+    Config,
 };
 use rdkafka::{
     consumer::{CommitMode, Consumer, StreamConsumer},
@@ -118,18 +118,11 @@ pub async fn run(
         consumer_config(&config.kafka, &config.aggregator.group_id)
             .create_with_context(assignments.clone())?;
     let inputs = [topics.latency.as_str(), topics.usage.as_str()];
-    match config.kafka.assignment {
-        Assignment::Group => consumer.subscribe(&inputs)?,
-        Assignment::All => {
-            let mut tpl = TopicPartitionList::new();
-            for (topic, partition) in all_partitions(&consumer, &inputs)? {
-                tpl.add_partition(&topic, partition);
-            }
-            if assignments.position(&mut tpl) {
-                consumer.assign(&tpl)?;
-            }
-        }
-    }
+    // In group mode the rebalance callback positions each partition from
+    // its checkpoint; in `all` mode it is done here, once.
+    attach_inputs(&consumer, config.kafka.assignment, &inputs, |tpl| {
+        assignments.position(tpl)
+    })?;
     let producer: FutureProducer = producer_config(&config.kafka).create()?;
     let rollup_partitions = partition_count(&producer, &topics.rollups)?;
     readiness.set("kafka", true);

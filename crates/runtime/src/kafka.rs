@@ -451,6 +451,32 @@ pub fn close_consumer<C: rdkafka::consumer::ConsumerContext + 'static>(
     }
 }
 
+/// The one consumer set-up of the aggregator and the sink: read `inputs`
+/// as a member of the consumer group (`kafka.assignment = "group"`), or by
+/// assigning every partition directly (`"all"`), each partition from its
+/// committed offset unless `position` sets another. `position` returns
+/// false to take no partitions (its reason already logged).
+pub fn attach_inputs<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &impl rdkafka::consumer::Consumer<C>,
+    assignment: crate::Assignment,
+    inputs: &[&str],
+    position: impl FnOnce(&mut rdkafka::TopicPartitionList) -> bool,
+) -> Result<(), KafkaError> {
+    match assignment {
+        crate::Assignment::Group => consumer.subscribe(inputs),
+        crate::Assignment::All => {
+            let mut tpl = rdkafka::TopicPartitionList::new();
+            for (topic, partition) in all_partitions(consumer, inputs)? {
+                tpl.add_partition_offset(&topic, partition, rdkafka::Offset::Stored)?;
+            }
+            if position(&mut tpl) {
+                consumer.assign(&tpl)?;
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Every partition of `topics`, as the broker's metadata lists them.
 pub fn all_partitions<C: rdkafka::consumer::ConsumerContext>(
     consumer: &impl rdkafka::consumer::Consumer<C>,

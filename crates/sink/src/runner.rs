@@ -17,13 +17,13 @@ use centile_events::{
 };
 use centile_runtime::{
     kafka::{
-        all_partitions, close_consumer, consumer_config, ensure_centile_topics, producer_config,
+        attach_inputs, close_consumer, consumer_config, ensure_centile_topics, producer_config,
         send_all,
     },
     registry::SchemaResolver,
     retry::{with_backoff, Backoff},
     telemetry::Readiness,
-    Assignment, Config, RuntimeError,
+    Config, RuntimeError,
 };
 use rdkafka::{
     consumer::{CommitMode, Consumer, StreamConsumer},
@@ -108,17 +108,8 @@ pub async fn run(
         topics.usage.as_str(),
         topics.rollups.as_str(),
     ];
-    match config.kafka.assignment {
-        Assignment::Group => consumer.subscribe(&inputs)?,
-        Assignment::All => {
-            // Resume where the group last committed, without joining it.
-            let mut tpl = TopicPartitionList::new();
-            for (topic, partition) in all_partitions(&consumer, &inputs)? {
-                tpl.add_partition_offset(&topic, partition, Offset::Stored)?;
-            }
-            consumer.assign(&tpl)?;
-        }
-    }
+    // Resume where the group last committed, joined or not.
+    attach_inputs(&consumer, config.kafka.assignment, &inputs, |_| true)?;
     readiness.set("kafka", true);
 
     let sink = Sink {
