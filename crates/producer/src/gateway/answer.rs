@@ -10,7 +10,7 @@ use axum::{
 };
 use serde::Serialize;
 
-use super::problem::Problem;
+use super::problem::{Problem, MAX_LISTED};
 
 /// Every event of the request was acknowledged by the broker.
 #[derive(Debug, Serialize)]
@@ -40,6 +40,14 @@ pub enum Rejection {
     TooLarge(String),
     UnsupportedMediaType(String),
     Invalid(Vec<Problem>),
+    /// An `Idempotency-Key` or event ids reused for different content.
+    Conflict {
+        message: String,
+        problems: Vec<Problem>,
+    },
+    /// The client went away before its body was read; nobody reads the
+    /// answer, but logs and metrics record it as 499, not as a refusal.
+    Disconnected(String),
     Unavailable {
         reason: String,
         retry_after: Duration,
@@ -51,7 +59,7 @@ struct ErrorBody<'a> {
     error: &'a str,
     message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    problems: Option<&'a [Problem]>,
+    problems: Option<Vec<Problem>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     indexes: Option<&'a [usize]>,
 }
@@ -65,6 +73,8 @@ impl Rejection {
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::BAD_REQUEST,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Disconnected(_) => StatusCode::from_u16(499).expect("499 is a status"),
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -78,6 +88,8 @@ impl Rejection {
             Self::TooLarge(_) => "too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Invalid(_) => "invalid",
+            Self::Conflict { .. } => "conflict",
+            Self::Disconnected(_) => "disconnected",
             Self::Unavailable { .. } => "unavailable",
         }
     }
@@ -103,12 +115,20 @@ impl IntoResponse for Rejection {
             Self::TooLarge(message) => plain("too_large", message.clone()),
             Self::UnsupportedMediaType(message) => plain("unsupported_media_type", message.clone()),
             Self::Invalid(problems) => ErrorBody {
-                problems: Some(problems),
+                problems: Some(capped(problems)),
                 ..plain(
                     "invalid",
-                    format!("{} problem(s); nothing was published", problems.len()),
+                    format!("{} problem(s); nothing was published", counted(problems)),
                 )
             },
+            Self::Conflict { message, problems } => ErrorBody {
+                problems: Some(capped(problems)),
+                ..plain("conflict", message.clone())
+            },
+            Self::Disconnected(message) => plain(
+                "disconnected",
+                format!("the client closed the connection mid-body: {message}"),
+            ),
             Self::Unavailable {
                 reason,
                 retry_after: wait,
@@ -128,6 +148,27 @@ impl IntoResponse for Rejection {
         }
         response
     }
+}
+
+/// At most [`MAX_LISTED`] problems, then one `and K more problems` line,
+/// so an answer's size is bounded whatever the request held.
+fn capped(problems: &[Problem]) -> Vec<Problem> {
+    let total = counted(problems);
+    let mut listed: Vec<Problem> = problems
+        .iter()
+        .filter(|p| !p.is_summary())
+        .take(MAX_LISTED)
+        .cloned()
+        .collect();
+    if total > listed.len() {
+        listed.push(Problem::more(total - listed.len()));
+    }
+    listed
+}
+
+/// How many problems a list stands for, a summary line included.
+fn counted(problems: &[Problem]) -> usize {
+    problems.iter().map(|p| p.summarised().unwrap_or(1)).sum()
 }
 
 fn plain(error: &str, message: String) -> ErrorBody<'_> {

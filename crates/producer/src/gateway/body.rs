@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::problem::Problem;
+use super::problem::{Collected, Problem};
 
 /// How the events in a body are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +69,7 @@ pub fn split(
                 });
             }
             let mut values = Vec::with_capacity(lines.len());
-            let mut problems = Vec::new();
+            let mut problems = Collected::default();
             for (index, line) in lines.into_iter().enumerate() {
                 match serde_json::from_slice::<Value>(line) {
                     Ok(value) => values.push(value),
@@ -77,7 +77,7 @@ pub fn split(
                 }
             }
             if !problems.is_empty() {
-                return Err(BodyError::Malformed(problems));
+                return Err(BodyError::Malformed(problems.into_vec()));
             }
             values
         }
@@ -94,7 +94,7 @@ pub fn split(
         )]));
     }
     let mut objects = Vec::with_capacity(values.len());
-    let mut problems = Vec::new();
+    let mut problems = Collected::default();
     for (index, value) in values.into_iter().enumerate() {
         match value {
             Value::Object(map) => objects.push(map),
@@ -108,7 +108,7 @@ pub fn split(
     if problems.is_empty() {
         Ok(objects)
     } else {
-        Err(BodyError::Malformed(problems))
+        Err(BodyError::Malformed(problems.into_vec()))
     }
 }
 

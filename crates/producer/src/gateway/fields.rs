@@ -6,12 +6,16 @@
 //! import (`centile-producer import`) converts one row at a time with
 //! [`event`]. Both run the same reader, so validity has one code path.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use centile_events::{Admission, DecodeError, Event, LatencyEvent, Limits, UsageEvent, Validate};
 use serde_json::{Map, Value};
 
-use super::{body::type_name, ids::IdSource, problem::Problem};
+use super::{
+    body::type_name,
+    ids::IdSource,
+    problem::{Collected, Problem, MAX_LISTED},
+};
 
 /// Which kind of event a route takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,30 +122,39 @@ pub enum Refusal {
     Invalid(Vec<Problem>),
 }
 
-/// Converts every object, or refuses the whole request.
+/// Converts every object, or refuses the whole request. At most
+/// [`MAX_LISTED`] problems are listed (the rest counted in a last `and K
+/// more problems` line), and an unknown field is listed once per name.
 pub fn events(
     kind: EventKind,
     objects: &[Map<String, Value>],
     intake: &Intake<'_>,
 ) -> Result<Vec<Event>, Refusal> {
     let mut events = Vec::with_capacity(objects.len());
-    let mut problems = Vec::new();
+    let mut problems = Collected::default();
+    let mut unknown = HashSet::new();
     let mut foreign = Vec::new();
     for (index, object) in objects.iter().enumerate() {
-        let mut read = read(kind, index, object, intake);
+        let budget = MAX_LISTED.saturating_sub(problems.listed.len());
+        let read = read(kind, index, object, intake, budget, &mut unknown);
         if read.foreign {
             foreign.push(index);
         }
-        if read.problems.is_empty() {
-            events.push(read.event);
+        if read.problems.is_empty() && read.more == 0 {
+            if problems.is_empty() {
+                events.push(read.event);
+            }
+        } else {
+            events = Vec::new();
         }
-        problems.append(&mut read.problems);
+        read.problems.into_iter().for_each(|p| problems.push(p));
+        problems.more += read.more;
     }
     if !foreign.is_empty() {
         return Err(Refusal::CrossTenant(foreign));
     }
     if !problems.is_empty() {
-        return Err(Refusal::Invalid(problems));
+        return Err(Refusal::Invalid(problems.into_vec()));
     }
     Ok(events)
 }
@@ -156,34 +169,53 @@ pub fn event(
     object: &Map<String, Value>,
     intake: &Intake<'_>,
 ) -> Result<Event, Vec<Problem>> {
-    let mut read = read(kind, index, object, intake);
+    let read = read(kind, index, object, intake, MAX_LISTED, &mut HashSet::new());
+    let mut problems = Collected {
+        listed: read.problems,
+        more: read.more,
+    };
     if read.foreign {
-        read.problems.push(Problem::new(
+        problems.push(Problem::new(
             index,
             "tenant_id",
             "names another tenant than the API key's",
         ));
     }
-    if read.problems.is_empty() {
+    if problems.is_empty() {
         Ok(read.event)
     } else {
-        Err(read.problems)
+        Err(problems.into_vec())
     }
 }
 
 /// One object read: the event (meaningful only without problems), its
-/// problems, and whether it names another tenant than the key's.
+/// problems (at most the budget, the rest counted in `more`), and whether
+/// it names another tenant than the key's.
 struct Read {
     event: Event,
     problems: Vec<Problem>,
+    more: usize,
     foreign: bool,
 }
 
-fn read(kind: EventKind, index: usize, object: &Map<String, Value>, intake: &Intake<'_>) -> Read {
+/// Reads one object, listing at most `budget` problems; `unknown` holds the
+/// unknown field names the request has already listed.
+fn read(
+    kind: EventKind,
+    index: usize,
+    object: &Map<String, Value>,
+    intake: &Intake<'_>,
+    budget: usize,
+    unknown: &mut HashSet<String>,
+) -> Read {
     let mut reader = Reader {
+        kind,
         index,
         object,
         problems: Vec::new(),
+        budget,
+        more: 0,
+        dropped: BTreeSet::new(),
     };
     let (tenant, foreign) = match intake.tenant {
         Tenant::Key(key_tenant) => {
@@ -198,24 +230,39 @@ fn read(kind: EventKind, index: usize, object: &Map<String, Value>, intake: &Int
         EventKind::Latency => Event::Latency(reader.latency(intake, tenant)),
         EventKind::Usage => Event::Usage(reader.usage(intake, tenant)),
     };
-    reader.unknown_fields(kind.fields());
+    reader.unknown_fields(kind.fields(), unknown);
     reader.check_values(&event, intake);
     Read {
         event,
         problems: reader.problems,
+        more: reader.more,
         foreign,
     }
 }
 
 struct Reader<'a> {
+    kind: EventKind,
     index: usize,
     object: &'a Map<String, Value>,
     problems: Vec<Problem>,
+    /// How many problems to list; the rest are only counted in `more`.
+    budget: usize,
+    more: usize,
+    /// The known fields with a problem counted but not listed.
+    dropped: BTreeSet<&'static str>,
 }
 
 impl Reader<'_> {
     fn problem(&mut self, field: &str, reason: impl Into<String>) {
-        self.problems.push(Problem::new(self.index, field, reason));
+        if self.problems.len() < self.budget {
+            self.problems.push(Problem::new(self.index, field, reason));
+            return;
+        }
+        self.more += 1;
+        let base = field.split('.').next().unwrap_or_default();
+        if let Some((name, _)) = self.kind.fields().iter().find(|(name, _)| *name == base) {
+            self.dropped.insert(name);
+        }
     }
 
     fn wrong_type(&mut self, field: &str, expected: &str, got: &Value) {
@@ -392,22 +439,31 @@ impl Reader<'_> {
         }
     }
 
-    fn unknown_fields(&mut self, known: &[(&str, FieldType)]) {
-        let unknown: Vec<String> = self
-            .object
-            .keys()
-            .filter(|name| !known.iter().any(|(field, _)| field == name))
-            .cloned()
-            .collect();
-        for name in unknown {
-            self.problem(&name, "unknown field");
+    /// Lists each unknown field name once per request (while there is room);
+    /// later ones, and repeats in other events, are only counted.
+    fn unknown_fields(&mut self, known: &[(&str, FieldType)], listed: &mut HashSet<String>) {
+        let object = self.object;
+        for name in object.keys() {
+            if known.iter().any(|(field, _)| field == name) {
+                continue;
+            }
+            if self.problems.len() < self.budget
+                && listed.len() < MAX_LISTED
+                && listed.insert(name.clone())
+            {
+                self.problem(name, "unknown field");
+            } else {
+                self.more += 1;
+            }
         }
     }
 
     /// The shared value rules and the admission window, skipping fields
     /// that already have a problem (a missing field is not also "empty").
     fn check_values(&mut self, event: &Event, intake: &Intake<'_>) {
-        let reported: BTreeSet<String> = self.problems.iter().map(|p| p.field.clone()).collect();
+        let mut reported: BTreeSet<String> =
+            self.problems.iter().map(|p| p.field.clone()).collect();
+        reported.extend(self.dropped.iter().map(|name| name.to_string()));
         let rules = match event {
             Event::Latency(e) => e.problems(intake.limits),
             Event::Usage(e) => e.problems(intake.limits),

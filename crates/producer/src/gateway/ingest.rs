@@ -2,12 +2,14 @@
 //! to the producer until every event of the request has passed them all.
 
 use std::{
+    collections::HashMap,
+    pin::Pin,
     sync::Arc,
     time::{Instant, SystemTime},
 };
 
 use axum::{
-    body::Body,
+    body::{Body, HttpBody},
     extract::State,
     http::{header, HeaderMap},
     response::{IntoResponse, Response},
@@ -21,12 +23,16 @@ use super::{
     fields::{events, EventKind, Intake, Refusal, Tenant},
     ids::IdSource,
     keys::{hash_key, Grant},
-    recent::{id_key, Claim, IdKey},
+    problem::Problem,
+    recent::{fingerprint, id_key, idempotency_key, Claim, Fingerprint, IdKey},
     Gateway,
 };
 use crate::epoch_ms;
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The longest `Idempotency-Key` taken, in bytes (as documented).
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 
 pub async fn latency(
     State(gateway): State<Arc<Gateway>>,
@@ -66,6 +72,9 @@ async fn handle(
             accepted.into_response()
         }
         Err(rejection) => {
+            if let Rejection::Disconnected(error) = &rejection {
+                tracing::info!(route, %error, "client disconnected mid-body");
+            }
             if events_seen > 0 {
                 gateway
                     .metrics
@@ -110,6 +119,7 @@ async fn accept(
             content_type.unwrap_or_default()
         ))
     })?;
+    let idempotency = idempotency_key_of(headers)?;
     let bytes = read_body(gateway, headers, body).await?;
     let limit = gateway.settings.max_batch_events;
     let objects = split(format, &bytes, limit).map_err(|e| match e {
@@ -122,9 +132,9 @@ async fn accept(
     if !gateway.readiness.is_ready() {
         return Err(unavailable(gateway, "the broker is unreachable"));
     }
-    let ids = match headers.get(IDEMPOTENCY_KEY).and_then(|v| v.to_str().ok()) {
-        Some(key) if !key.is_empty() => IdSource::Idempotent(key.to_owned()),
-        _ => IdSource::Random,
+    let ids = match &idempotency {
+        Some(key) => IdSource::Idempotent(key.clone()),
+        None => IdSource::Random,
     };
     let intake = Intake {
         tenant: Tenant::Key(&grant.tenant),
@@ -140,12 +150,137 @@ async fn accept(
         },
         Refusal::Invalid(problems) => Rejection::Invalid(problems),
     })?;
+    drop(objects);
     let event_ids: Vec<String> = events.iter().map(|e| e.event_id().to_owned()).collect();
-    publish(gateway, kind, &grant.tenant, events).await?;
+    let prints: Vec<Fingerprint> = events.iter().map(content_print).collect();
+    let total = events.len();
+    let (events, prints, kept) = collapse(events, prints)?;
+    let collapsed = total - kept.len();
+    let request = idempotency.as_ref().map(|key| {
+        let mut parts: Vec<&[u8]> = vec![kind.label().as_bytes()];
+        parts.extend(prints.iter().map(|p| p.as_slice()));
+        (idempotency_key(&grant.tenant, key), fingerprint(&parts))
+    });
+    if let Some((key, print)) = &request {
+        if gateway.recent.conflicts(key, print, Instant::now()) {
+            return Err(Rejection::Conflict {
+                message: "this Idempotency-Key was used for a different request body in the dedup window; nothing was published".into(),
+                problems: vec![Problem {
+                    index: None,
+                    field: "Idempotency-Key".into(),
+                    reason: "already used with a different request body".into(),
+                }],
+            });
+        }
+    }
+    if collapsed > 0 {
+        gateway
+            .metrics
+            .deduplicated
+            .with_label_values(&[kind.label()])
+            .inc_by(collapsed as u64);
+    }
+    publish(gateway, kind, &grant.tenant, events, prints, &kept).await?;
+    if let Some((key, print)) = request {
+        gateway.recent.remember(key, print, Instant::now());
+    }
     Ok(Accepted {
         accepted: event_ids.len(),
         event_ids,
     })
+}
+
+/// The request's `Idempotency-Key`, if any: visible ASCII (and spaces), at
+/// most [`MAX_IDEMPOTENCY_KEY_BYTES`]; anything else is refused rather than
+/// silently ignored. An empty key counts as none.
+fn idempotency_key_of(headers: &HeaderMap) -> Result<Option<String>, Rejection> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let refuse = |reason: String| {
+        Rejection::Invalid(vec![Problem {
+            index: None,
+            field: "Idempotency-Key".into(),
+            reason,
+        }])
+    };
+    let bytes = value.as_bytes();
+    if bytes.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+        return Err(refuse(format!(
+            "too long: {} bytes, limit {MAX_IDEMPOTENCY_KEY_BYTES}",
+            bytes.len()
+        )));
+    }
+    let key = value.to_str().map_err(|_| {
+        refuse("must be printable ASCII (no bytes above 0x7e or control characters)".into())
+    })?;
+    let key = key.trim();
+    Ok((!key.is_empty()).then(|| key.to_owned()))
+}
+
+/// A digest of an event's canonical content (its fields as JSON, in the
+/// schema's order), to tell a true duplicate from an id reused for other
+/// content.
+fn content_print(event: &Event) -> Fingerprint {
+    let (tag, json) = match event {
+        Event::Latency(e) => ("latency", serde_json::to_vec(e)),
+        Event::Usage(e) => ("usage", serde_json::to_vec(e)),
+    };
+    fingerprint(&[tag.as_bytes(), &json.unwrap_or_default()])
+}
+
+/// The events left to publish, their fingerprints, and their positions in
+/// the request.
+type Collapsed = (Vec<Event>, Vec<Fingerprint>, Vec<usize>);
+
+/// Collapses identical copies of one event id in a request to the first
+/// (returning the request positions of the events kept), or refuses the request when copies
+/// with the same id differ: each such position is listed under `event_id`.
+fn collapse(events: Vec<Event>, prints: Vec<Fingerprint>) -> Result<Collapsed, Rejection> {
+    let mut first: HashMap<&str, usize> = HashMap::with_capacity(events.len());
+    let mut copies = Vec::new();
+    let mut problems = Vec::new();
+    for (position, event) in events.iter().enumerate() {
+        let id = event.event_id();
+        match first.get(id) {
+            None => {
+                first.insert(id, position);
+            }
+            Some(&original) if prints[original] == prints[position] => copies.push(position),
+            Some(&original) => {
+                if !problems.iter().any(|p: &Problem| p.index == Some(original)) {
+                    problems.push(Problem::new(
+                        original,
+                        "event_id",
+                        format!("{id:?} is repeated with different content at index {position}"),
+                    ));
+                }
+                problems.push(Problem::new(
+                    position,
+                    "event_id",
+                    format!("{id:?} is already used with different content at index {original}"),
+                ));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        problems.sort_by_key(|p| p.index);
+        return Err(Rejection::Invalid(problems));
+    }
+    let kept: Vec<usize> = (0..events.len())
+        .filter(|position| copies.binary_search(position).is_err())
+        .collect();
+    if copies.is_empty() {
+        return Ok((events, prints, kept));
+    }
+    let (events, prints) = events
+        .into_iter()
+        .zip(prints)
+        .enumerate()
+        .filter(|(position, _)| copies.binary_search(position).is_err())
+        .map(|(_, pair)| pair)
+        .unzip();
+    Ok((events, prints, kept))
 }
 
 fn authenticate<'g>(
@@ -180,7 +315,7 @@ fn authenticate<'g>(
 async fn read_body(
     gateway: &Gateway,
     headers: &HeaderMap,
-    body: Body,
+    mut body: Body,
 ) -> Result<Vec<u8>, Rejection> {
     let max = gateway.settings.max_body_bytes;
     let too_large = || Rejection::TooLarge(format!("the body is larger than {max} bytes"));
@@ -191,10 +326,19 @@ async fn read_body(
     if declared.is_some_and(|len| len > max) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, max)
-        .await
-        .map(|b| b.to_vec())
-        .map_err(|_| too_large())
+    let mut bytes = Vec::with_capacity(declared.unwrap_or_default());
+    // Frame by frame, so that a body over the limit (413) is told apart
+    // from a client that went away mid-body (counted as a disconnect).
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame.map_err(|e| Rejection::Disconnected(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > max {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
 }
 
 fn unavailable(gateway: &Gateway, reason: impl Into<String>) -> Rejection {
@@ -214,12 +358,34 @@ async fn publish(
     kind: EventKind,
     tenant: &str,
     events: Vec<Event>,
+    prints: Vec<Fingerprint>,
+    request_positions: &[usize],
 ) -> Result<(), Rejection> {
-    let all_keys: Vec<IdKey> = events
+    let all_keys: Vec<(IdKey, Fingerprint)> = events
         .iter()
-        .map(|e| id_key(tenant, e.event_id()))
+        .zip(prints)
+        .map(|(e, print)| (id_key(tenant, e.event_id()), print))
         .collect();
     let fresh_positions = match gateway.recent.claim(&all_keys, Instant::now()) {
+        Claim::Conflict(positions) => {
+            let problems = positions
+                .into_iter()
+                .map(|position| {
+                    Problem::new(
+                        request_positions[position],
+                        "event_id",
+                        format!(
+                            "{:?} was accepted within the dedup window with different content",
+                            events[position].event_id()
+                        ),
+                    )
+                })
+                .collect();
+            return Err(Rejection::Conflict {
+                message: "event ids already accepted with different content; nothing was published".into(),
+                problems,
+            });
+        }
         Claim::Busy => {
             return Err(unavailable(
                 gateway,
@@ -239,7 +405,7 @@ async fn publish(
     if fresh_positions.is_empty() {
         return Ok(());
     }
-    let (keys, fresh): (Vec<IdKey>, Vec<Event>) = all_keys
+    let (keys, fresh): (Vec<(IdKey, Fingerprint)>, Vec<Event>) = all_keys
         .into_iter()
         .zip(events)
         .enumerate()
@@ -295,7 +461,7 @@ async fn publish(
 /// pending forever.
 struct Claimed {
     gateway: Arc<Gateway>,
-    keys: Vec<IdKey>,
+    keys: Vec<(IdKey, Fingerprint)>,
     settled: bool,
 }
 
