@@ -609,31 +609,40 @@ def fmt_ms(x):
     return "%.1f" % x if x < 100 else "%.0f" % x
 
 
+def ensure_loaded(engine, args, log, probe=None):
+    """The loaded history in `args.database`: reused when `--reuse` and it was
+    generated with the same --days/--calls/--usage-ratio, else (re)loaded
+    ending today 00:00 UTC. `probe(end, days_loaded)` runs during a load
+    (see `load`). Returns (end, load stages or None when reused); also used
+    by scripts/bench_api.py."""
+    db = args.database
+    meta = read_meta(engine, db) if args.reuse else {}
+    want = {"days": str(args.days), "calls": str(args.calls),
+            "usage": str(int(args.calls * args.usage_ratio)), "seed": str(SEED)}
+    if meta and all(meta.get(k) == v for k, v in want.items()):
+        log("%s: reusing %s (%s calls, %s days)" % (engine.label, db, meta["calls"], meta["days"]))
+        return int(meta["end"]), None
+    end = (int(time.time()) // DAY) * DAY  # today 00:00 UTC
+    log("{}: loading {:,} calls and {:,} usage events over {} days into {}".format(
+        engine.label, args.calls, int(args.calls * args.usage_ratio), args.days, db))
+    return end, load(engine, args, end, lambda days_loaded: probe and probe(end, days_loaded),
+                     log)
+
+
 def run_engine(engine, args, log):
     db = args.database
     results = {"label": engine.label, "rows": [], "checks": [], "accuracy": [],
                "history": None, "storage": None, "load": None}
-    meta = read_meta(engine, db) if args.reuse else {}
-    want = {"days": str(args.days), "calls": str(args.calls),
-            "usage": str(int(args.calls * args.usage_ratio)), "seed": str(SEED)}
     history = {}
 
-    if meta and all(meta.get(k) == v for k, v in want.items()):
-        end = int(meta["end"])
-        log("%s: reusing %s (%s calls, %s days)" % (engine.label, db, meta["calls"], meta["days"]))
-    else:
-        end = (int(time.time()) // DAY) * DAY  # today 00:00 UTC
-        log("{}: loading {:,} calls and {:,} usage events over {} days into {}".format(
-            engine.label, args.calls, int(args.calls * args.usage_ratio), args.days, db))
+    def probe(end, days_loaded):
+        q4 = [q for q in queries(db, end - args.days * DAY, end) if q["id"] == "4"][0]
+        tv, tr, _, _ = time_pair(engine, q4["views"], q4["raw"], args.runs)
+        history[days_loaded] = (tv, tr)
+        log("  query 4 with %d days loaded: views %s ms, raw %s ms" % (
+            days_loaded, fmt_ms(tv), fmt_ms(tr)))
 
-        def probe(days_loaded):
-            q4 = [q for q in queries(db, end - args.days * DAY, end) if q["id"] == "4"][0]
-            tv, tr, _, _ = time_pair(engine, q4["views"], q4["raw"], args.runs)
-            history[days_loaded] = (tv, tr)
-            log("  query 4 with %d days loaded: views %s ms, raw %s ms" % (
-                days_loaded, fmt_ms(tv), fmt_ms(tr)))
-
-        results["load"] = load(engine, args, end, probe, log)
+    end, results["load"] = ensure_loaded(engine, args, log, probe)
 
     start = end - args.days * DAY
     results["window"] = (start, end)
