@@ -505,7 +505,7 @@ fn request(ask: &Ask, max_buckets: u64) -> Result<Request, ApiError> {
         Kind::UsageDay | Kind::UsageFeature | Kind::UsageModel => Request::Usage(
             UsageRequest::parse(&Params::new(pairs, queries::usage_parameters())?, None, now)?,
         ),
-        Kind::Windows => Request::Windows(WindowsRequest { now }),
+        Kind::Windows => Request::Windows(WindowsRequest::at(now)),
     })
 }
 

@@ -566,6 +566,9 @@ async fn the_api_answers_from_the_stored_tiers() {
     .await;
     w.compact(BTreeSet::from([late_minute]), BTreeSet::new())
         .await;
+    // An answer reflects every restatement committed at least
+    // api.token_ttl (500 ms) before the request.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     let fresh = api
         .get_with(&path, Some(ADMIN), &[("if-none-match", &etag)])
         .await;

@@ -78,7 +78,8 @@ async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
             }
             let catalog = Catalog::load(settings.catalog_file.as_deref())?;
             let client = centile_sink::client::database_client(&ctx.config.clickhouse);
-            let queries = Queries::new(client, &ctx.config.clickhouse.database, catalog.clone());
+            let queries = Queries::new(client, &ctx.config.clickhouse.database, catalog.clone())
+                .with_token_ttl(settings.token_ttl);
             let metrics = ApiMetrics::register(&ctx.registry)?;
             let listener = tokio::net::TcpListener::bind(settings.addr).await?;
             let addr = listener.local_addr()?;

@@ -494,7 +494,7 @@ async fn windows(
     RawQuery(q): RawQuery,
 ) -> Response {
     serve_request(s, "/v1/windows/status", headers, q, &[], |_, _, _| {
-        Ok(Request::Windows(WindowsRequest { now: now() }))
+        Ok(Request::Windows(WindowsRequest::at(now())))
     })
     .await
 }

@@ -545,6 +545,11 @@ pub struct ApiConfig {
     pub cache_entries: usize,
     /// Total bytes of cached answers.
     pub cache_max_bytes: usize,
+    /// A data token (the cache's check that nothing below an answer
+    /// changed) is reused this long by concurrent requests; answers reflect
+    /// every restatement committed at least this long before the request.
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
     /// Open connections at most; further ones wait in the listen backlog.
     pub max_connections: usize,
     /// Requests running at once; further ones are answered 503.
@@ -576,6 +581,7 @@ impl Default for ApiConfig {
             catalog_file: None,
             cache_entries: 4096,
             cache_max_bytes: 64 * 1024 * 1024,
+            token_ttl: Duration::from_millis(500),
             max_connections: 1024,
             max_concurrent_queries: 64,
             request_timeout: Duration::from_secs(30),

@@ -227,7 +227,7 @@ impl Question {
             Question::Realtime { .. } => {
                 Request::Realtime(RealtimeRequest::parse(p, tenant()?, now())?)
             }
-            Question::Status => Request::Windows(WindowsRequest { now: now() }),
+            Question::Status => Request::Windows(WindowsRequest::at(now())),
         })
     }
 }

@@ -14,7 +14,11 @@ mod trends;
 mod usage;
 mod windows;
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use centile_sink::rollup::Tier;
 use clickhouse::{Client, Row};
@@ -64,7 +68,14 @@ pub struct Queries {
     client: Client,
     database: String,
     catalog: Catalog,
+    /// Recent data tokens and watermarks, shared by concurrent requests
+    /// (see [`Queries::with_token_ttl`]).
+    memo: Arc<Mutex<HashMap<String, (Instant, String)>>>,
+    token_ttl: Duration,
 }
+
+/// At most this many remembered tokens; older ones are dropped wholesale.
+const MEMO_LIMIT: usize = 10_000;
 
 /// A stored table and the filter an answer reads it with.
 #[derive(Debug, Clone)]
@@ -79,7 +90,43 @@ impl Queries {
             client,
             database: database.to_owned(),
             catalog,
+            memo: Arc::default(),
+            token_ttl: Duration::ZERO,
         }
+    }
+
+    /// Reuses a data token (and the watermark) computed less than `ttl`
+    /// ago, so many requests for the same data cost one token query per
+    /// `ttl` instead of one each. An answer then reflects every
+    /// restatement committed at least `ttl` before the request; zero
+    /// computes the token for every request.
+    pub fn with_token_ttl(mut self, ttl: Duration) -> Self {
+        self.token_ttl = ttl;
+        self
+    }
+
+    /// `compute`'s result, or the one remembered under `key` if it is
+    /// younger than the token TTL.
+    async fn memoized<F, Fut>(&self, key: &str, compute: F) -> Result<String, ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<String, ApiError>>,
+    {
+        if self.token_ttl.is_zero() {
+            return compute().await;
+        }
+        if let Some((at, value)) = self.memo.lock().expect("memo lock").get(key) {
+            if at.elapsed() < self.token_ttl {
+                return Ok(value.clone());
+            }
+        }
+        let value = compute().await?;
+        let mut memo = self.memo.lock().expect("memo lock");
+        if memo.len() >= MEMO_LIMIT {
+            memo.clear();
+        }
+        memo.insert(key.to_owned(), (Instant::now(), value.clone()));
+        Ok(value)
     }
 
     pub fn database(&self) -> &str {
@@ -112,7 +159,7 @@ impl Queries {
             Request::Usage(r) => (usage::stats_sources(self, r), None),
             Request::TopModels(r) => (usage::top_sources(self, r), None),
             Request::Models(r) => (models::sources(self, r), None),
-            Request::Windows(_) => (windows::sources(self), Some(i64::MAX)),
+            Request::Windows(r) => (windows::sources(self, r), Some(i64::MAX)),
             Request::Realtime(_) => return Ok(None),
         };
         let mut parts = Vec::new();
@@ -123,9 +170,14 @@ impl Queries {
                 source.table,
                 where_clause(&source.filter)
             );
-            let (count, revisions, updated): (u64, u64, u32) =
-                self.client.query(&sql).fetch_one().await?;
-            parts.push(format!("{}:{count}:{revisions}:{updated}", source.table));
+            let part = self
+                .memoized(&sql, || async {
+                    let (count, revisions, updated): (u64, u64, u32) =
+                        self.client.query(&sql).fetch_one().await?;
+                    Ok(format!("{}:{count}:{revisions}:{updated}", source.table))
+                })
+                .await?;
+            parts.push(part);
         }
         if let Some(until) = final_until {
             // Past `until`, a later watermark changes no `is_final` flag.
@@ -139,6 +191,18 @@ impl Queries {
     /// The lowest watermark over every source partition (Unix seconds):
     /// windows ending at or before it are final.
     pub async fn low_watermark(&self) -> Result<Option<i64>, ApiError> {
+        let remembered = self
+            .memoized("low_watermark", || async {
+                Ok(self
+                    .fetch_low_watermark()
+                    .await?
+                    .map_or(String::new(), |w| w.to_string()))
+            })
+            .await?;
+        Ok(remembered.parse().ok())
+    }
+
+    async fn fetch_low_watermark(&self) -> Result<Option<i64>, ApiError> {
         #[derive(Row, Deserialize)]
         struct Low {
             partitions: u64,

@@ -12,7 +12,17 @@ use crate::{params::format_time, ApiError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowsRequest {
+    /// The start of the current minute: the spans move once a minute, so
+    /// requests within one minute share a cache entry.
     pub now: i64,
+}
+
+impl WindowsRequest {
+    pub fn at(now: i64) -> Self {
+        Self {
+            now: now - now.rem_euclid(60),
+        }
+    }
 }
 
 /// How far back each tier is reported.
@@ -30,16 +40,15 @@ fn filter(tier: Tier, now: i64) -> String {
     format!("window_start >= toDateTime({}, 'UTC')", since(tier, now))
 }
 
-pub fn sources(_q: &Queries) -> Vec<Source> {
-    // The token ignores the span's moving start: a window leaving the
-    // span changes no count the token covers until new rows arrive, and
-    // the watermark (also in the token) moves every few seconds anyway.
+pub fn sources(_q: &Queries, r: &WindowsRequest) -> Vec<Source> {
+    // The rows each tier's count reads: its recent span only.
+    let now = r.now;
     Tier::ALL
         .into_iter()
         .flat_map(|tier| {
             Kind::ALL.into_iter().map(move |kind| Source {
                 table: Rollup::full(kind).table(tier),
-                filter: String::new(),
+                filter: filter(tier, now),
             })
         })
         .collect()
