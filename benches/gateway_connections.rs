@@ -46,7 +46,9 @@ async fn requests(gateway: &TestGateway, n: usize) -> Vec<f64> {
             })
             .collect();
         let started = Instant::now();
-        let answer = gateway.post_json("latency", KEY, &serde_json::Value::Array(events)).await;
+        let answer = gateway
+            .post_json("latency", KEY, &serde_json::Value::Array(events))
+            .await;
         assert_eq!(answer.status, 202, "{:?}", answer.body);
         latencies.push(started.elapsed().as_secs_f64() * 1000.0);
     }
@@ -67,7 +69,10 @@ async fn main() {
     let gateway = TestGateway::start(
         &env,
         &[(KEY, "bench@1000000/s")],
-        &[("CENTILE_GATEWAY_IDLE_TIMEOUT", "10s"), ("CENTILE_GATEWAY_READ_TIMEOUT", "20s")],
+        &[
+            ("CENTILE_GATEWAY_IDLE_TIMEOUT", "10s"),
+            ("CENTILE_GATEWAY_READ_TIMEOUT", "20s"),
+        ],
     )
     .await;
     let addr = gateway.url.trim_start_matches("http://").to_owned();
@@ -108,11 +113,15 @@ async fn main() {
     let after = requests(&gateway, 100).await;
     let scrape = gateway.service.metrics().await;
     let rss_after = gateway.service.rss_bytes();
-    let timed_out = metric_value(&scrape, "centile_gateway_connections_timed_out_total").unwrap_or(f64::NAN);
+    let timed_out =
+        metric_value(&scrape, "centile_gateway_connections_timed_out_total").unwrap_or(f64::NAN);
     drop((idle, slow));
 
     println!("gateway under {opened} idle + {} slow connections (opened in {open_for:.1?}); max_connections 1024", slow_count);
-    println!("{:<34} {:>10} {:>10} {:>12}", "phase", "p50 ms", "p99 ms", "gateway RSS");
+    println!(
+        "{:<34} {:>10} {:>10} {:>12}",
+        "phase", "p50 ms", "p99 ms", "gateway RSS"
+    );
     for (phase, lat, rss) in [
         ("quiet", &quiet, rss_quiet),
         ("idle + slow clients connected", &loaded, rss_loaded),
