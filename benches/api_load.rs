@@ -38,6 +38,7 @@
 //! percentiles are exact (nearest rank). Before timing, every fixed request
 //! is asked of all three targets and the answers compared.
 
+use centile::bench_kit::percentile;
 use std::{
     collections::BTreeMap,
     sync::Arc,
@@ -600,16 +601,6 @@ impl Pool {
         let total: f64 = self.cache.values().sum();
         (total > 0.0).then(|| self.cache.get("hit").copied().unwrap_or(0.0) / total)
     }
-}
-
-/// Nearest rank: the smallest value with at least `q` of the values at or
-/// below it.
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 /// One timed run: `clients` closed-loop clients for `duration`.

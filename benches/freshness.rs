@@ -8,6 +8,7 @@
 //! (default 2000). The services run with their shipped defaults. Prints
 //! p50, p90, p99 and max for `latency_minute` and `latency_hourly`.
 
+use centile::bench_kit::percentile;
 use std::{
     collections::HashMap,
     time::{Duration, Instant},
@@ -32,11 +33,6 @@ fn probe(n: usize, at: i64) -> Event {
         input_tokens: None,
         output_tokens: None,
     })
-}
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 async fn seen(env: &TestEnv, view: &str) -> Vec<String> {

@@ -14,6 +14,7 @@
 //! Prints events/s for both, their ratio, and the gateway's p50/p99 request
 //! latency, then the medians over the repetitions.
 
+use centile::bench_kit::{arg, percentile};
 use std::time::{Duration, Instant};
 
 use centile::{gateway_kit::TestGateway, testkit::TestEnv};
@@ -22,19 +23,6 @@ use centile_producer::generator::{Generator, GeneratorConfig};
 
 const BATCH: usize = 100;
 const KEY: &str = "ck_bench_gateway_key";
-
-fn arg(n: usize, default: usize) -> usize {
-    std::env::args()
-        .filter(|a| !a.starts_with('-'))
-        .nth(n)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
 
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);

@@ -9,6 +9,7 @@
 //! connection gauge, and the p50/p99 latency of the valid requests during
 //! the load beside the same requests on a quiet gateway.
 
+use centile::bench_kit::{arg, percentile};
 use std::{
     io::Write,
     net::TcpStream,
@@ -21,19 +22,6 @@ use centile::{
 };
 
 const KEY: &str = "ck_bench_connections";
-
-fn arg(n: usize, default: usize) -> usize {
-    std::env::args()
-        .filter(|a| !a.starts_with('-'))
-        .nth(n)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
 
 /// `n` valid requests of 10 events, one after the other: latencies in ms.
 async fn requests(gateway: &TestGateway, n: usize) -> Vec<f64> {

@@ -9,6 +9,7 @@
 //! command exits only once every message is acknowledged. Prints each
 //! run's time, rows/s and what was published, then the median.
 
+use centile::bench_kit::arg;
 use std::{
     process::Command,
     time::{Duration, Instant},
@@ -16,15 +17,6 @@ use std::{
 
 use centile::testkit::{bin_path, now_ms, workspace_root, TestEnv};
 use centile_producer::generator::{Generator, GeneratorConfig};
-
-fn arg(n: usize, default: usize) -> usize {
-    std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .nth(n)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(default)
-}
 
 /// `rows` NDJSON latency rows spread over the last hour.
 fn rows(rows: usize, seed: u64) -> String {

@@ -6,6 +6,7 @@
 //! and one ClickHouse server (`deploy/local/stack up`).
 
 pub mod api_kit;
+pub mod bench_kit;
 pub mod gateway_kit;
 pub mod secure_kit;
 pub mod testkit;

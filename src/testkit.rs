@@ -246,16 +246,7 @@ impl Service {
 
     /// Resident memory in bytes, from `/proc`, while it runs.
     pub fn rss_bytes(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
-        let kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
-        Some(kib * 1024)
+        rss_of(self.pid()?)
     }
 
     /// Scrapes the service's `/metrics`.
@@ -304,6 +295,20 @@ impl Drop for Service {
             let _ = child.wait();
         }
     }
+}
+
+/// Resident memory of process `pid` in bytes, from `/proc`.
+pub fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// The value of a counter or gauge line `name{labels} value` in a scrape.
@@ -586,5 +591,80 @@ impl Drop for PrivateBroker {
             let _ = child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What a schemathesis run found.
+#[derive(Debug)]
+pub struct Fuzzed {
+    pub passed: bool,
+    /// Cases generated, from its summary line.
+    pub generated: u64,
+    /// The last `tail_lines` lines of its report.
+    pub tail: String,
+    pub report: String,
+    pub stderr: String,
+}
+
+/// Runs schemathesis (installed by `deploy/local/stack up`) against the
+/// OpenAPI document at `document_url` with the checks every contract test
+/// uses (no 5xx; statuses, content types, headers and bodies as
+/// documented), a bearer `key`, a fixed `seed` and 60 examples per
+/// operation, plus `extra` arguments.
+pub async fn schemathesis(
+    document_url: &str,
+    key: &str,
+    seed: &str,
+    extra: &[&str],
+    tail_lines: usize,
+) -> Fuzzed {
+    let mut args: Vec<String> = [
+        "-m",
+        "schemathesis.cli",
+        "run",
+        document_url,
+        "--header",
+        &format!("Authorization: Bearer {key}"),
+        "--checks",
+        "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance",
+        "--max-examples",
+        "60",
+        "--seed",
+        seed,
+        "--no-color",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .args(&args)
+            .env("SCHEMATHESIS_TELEMETRY", "false")
+            // It keeps a cache in its working directory; keep that out of the tree.
+            .current_dir(workspace_root().join("target"))
+            .output()
+            .expect("python3 runs (schemathesis is installed by deploy/local/stack up)")
+    })
+    .await
+    .expect("schemathesis thread");
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    let lines: Vec<&str> = report.lines().collect();
+    let tail = lines[lines.len().saturating_sub(tail_lines)..].join("\n");
+    let generated = report
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_suffix(" passed")
+                .and_then(|l| l.split(" generated, ").next())
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0);
+    Fuzzed {
+        passed: output.status.success(),
+        generated,
+        tail,
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        report,
     }
 }

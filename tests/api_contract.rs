@@ -14,7 +14,7 @@ use std::{
 
 use centile::{
     api_kit::TestApi,
-    testkit::{now_ms, workspace_root, TestEnv},
+    testkit::{self, now_ms, workspace_root, TestEnv},
     truth::{wait_until_complete, Truth},
 };
 use centile_events::{Event, LatencyEvent, UsageEvent};
@@ -261,66 +261,26 @@ fn history(now: i64) -> Vec<Event> {
 /// generated cases and the tail of its report, or its whole report when it
 /// found problems.
 async fn schemathesis(api_url: &str, key: &str, seed: &str) -> Result<(u64, String), String> {
-    let (location, base) = (format!("{api_url}/openapi.json"), api_url.to_owned());
-    let (key, seed) = (key.to_owned(), seed.to_owned());
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .args([
-                "-m",
-                "schemathesis.cli",
-                "run",
-                &location,
-                "--url",
-                &base,
-                "--header",
-                &format!("Authorization: Bearer {key}"),
-                "--checks",
-                "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance",
-                // An endless event stream: read in full by nothing; checked below.
-                "--exclude-path",
-                "/v1/realtime/stream",
-                "--max-examples",
-                "60",
-                "--seed",
-                &seed,
-                "--request-timeout",
-                "20",
-                "--no-color",
-            ])
-            .env("SCHEMATHESIS_TELEMETRY", "false")
-            // It keeps a cache in its working directory; keep that out of the tree.
-            .current_dir(workspace_root().join("target"))
-            .output()
-            .expect("python3 runs (schemathesis is installed by deploy/local/stack up)")
-    })
-    .await
-    .expect("schemathesis thread");
-    let report = String::from_utf8_lossy(&output.stdout);
-    let tail: String = report
-        .lines()
-        .rev()
-        .take(60)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect::<Vec<_>>()
-        .join("\n");
-    if !output.status.success() {
-        return Err(format!(
-            "{report}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
+    let fuzzed = testkit::schemathesis(
+        &format!("{api_url}/openapi.json"),
+        key,
+        seed,
+        // An endless event stream: read in full by nothing; checked below.
+        &[
+            "--url",
+            api_url,
+            "--exclude-path",
+            "/v1/realtime/stream",
+            "--request-timeout",
+            "20",
+        ],
+        60,
+    )
+    .await;
+    if !fuzzed.passed {
+        return Err(format!("{}\n{}", fuzzed.report, fuzzed.stderr));
     }
-    let generated: u64 = report
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_suffix(" passed")
-                .and_then(|l| l.split(" generated, ").next())
-                .and_then(|n| n.trim().parse().ok())
-        })
-        .unwrap_or(0);
-    Ok((generated, tail))
+    Ok((fuzzed.generated, fuzzed.tail))
 }
 
 /// Reads the first event of `/v1/realtime/stream` (within 10 s): its name

@@ -16,7 +16,7 @@ use std::{
 
 use centile::{
     gateway_kit::{Answer, TestGateway},
-    testkit::{metric_value, now_ms, TestEnv},
+    testkit::{metric_value, now_ms, rss_of, TestEnv},
 };
 use centile_events::{decode, Decoded, Schemas};
 use rdkafka::Message;
@@ -352,17 +352,4 @@ async fn a_body_of_400000_unknown_keys_draws_a_small_answer_in_bounded_memory() 
         "parsing grew the gateway by {} MiB",
         grown / (1024 * 1024)
     );
-}
-
-fn rss_of(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
 }

@@ -3,11 +3,11 @@
 //! edge cases) against the live gateway, finds no 5xx answer and no answer
 //! that breaks the document: statuses, content types, headers and bodies.
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use centile::{
     gateway_kit::TestGateway,
-    testkit::{metric_value, workspace_root, TestEnv},
+    testkit::{metric_value, schemathesis, workspace_root, TestEnv},
 };
 
 const KEY: &str = "ck_openapi_fuzz_key";
@@ -41,56 +41,20 @@ async fn the_live_gateway_conforms_to_its_openapi_document() {
         assert!(document["paths"].get(path).is_some(), "{path} is described");
     }
 
-    let url = format!("{}/openapi.json", gateway.url);
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .args([
-                "-m",
-                "schemathesis.cli",
-                "run",
-                &url,
-                "--header",
-                &format!("Authorization: Bearer {KEY}"),
-                "--checks",
-                "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance",
-                "--max-examples",
-                "60",
-                "--seed",
-                "20261123",
-                "--no-color",
-            ])
-            .env("SCHEMATHESIS_TELEMETRY", "false")
-            // It keeps a cache in its working directory; keep that out of the tree.
-            .current_dir(workspace_root().join("target"))
-            .output()
-            .expect("python3 runs (schemathesis is installed by deploy/local/stack up)")
-    })
-    .await
-    .expect("schemathesis thread");
-    let report = String::from_utf8_lossy(&output.stdout);
-    let tail: String = report
-        .lines()
-        .rev()
-        .take(40)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect::<Vec<_>>()
-        .join("\n");
+    let fuzzed = schemathesis(
+        &format!("{}/openapi.json", gateway.url),
+        KEY,
+        "20261123",
+        &[],
+        40,
+    )
+    .await;
+    let (generated, tail) = (fuzzed.generated, fuzzed.tail);
     assert!(
-        output.status.success(),
+        fuzzed.passed,
         "schemathesis found problems:\n{tail}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+        fuzzed.stderr
     );
-    let generated: u64 = report
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_suffix(" passed")
-                .and_then(|l| l.split(" generated, ").next())
-                .and_then(|n| n.trim().parse().ok())
-        })
-        .unwrap_or(0);
     println!("{tail}");
     assert!(
         generated >= 200,

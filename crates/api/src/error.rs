@@ -24,6 +24,8 @@ pub enum ApiError {
     ClickHouse(#[from] clickhouse::error::Error),
     #[error("api keys: {0}")]
     Keys(String),
+    #[error("{0}")]
+    Config(#[from] centile_runtime::RuntimeError),
     #[error("model catalog: {0}")]
     Catalog(String),
     #[error("metrics: {0}")]

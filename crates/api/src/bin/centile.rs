@@ -269,8 +269,7 @@ async fn ask(args: &QueryArgs, config: Option<PathBuf>) -> Result<serde_json::Va
     match &args.api {
         Some(url) => remote(url, args.key.as_deref(), &path, &params).await,
         None => {
-            let config =
-                Config::load(config.as_deref()).map_err(|e| ApiError::Keys(e.to_string()))?;
+            let config = Config::load(config.as_deref())?;
             let catalog = Catalog::load(config.api.catalog_file.as_deref())?;
             let client = centile_sink::client::database_client(&config.clickhouse);
             let queries = Queries::new(client, &config.clickhouse.database, catalog);
