@@ -320,6 +320,35 @@ pub fn metric_value(scrape: &str, name_and_labels: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The sum of every series of `name` in a scrape whose labels include each
+/// of `labels` (`key="value"`), whatever its other labels; `None` when no
+/// series matches.
+pub fn metric_sum(scrape: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    let mut matched = None;
+    for line in scrape.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let (series_labels, value) = match rest.strip_prefix('{') {
+            Some(rest) => match rest.split_once("} ") {
+                Some((l, v)) => (l, v),
+                None => continue,
+            },
+            None => match rest.strip_prefix(' ') {
+                Some(v) => ("", v),
+                None => continue,
+            },
+        };
+        let pairs: Vec<&str> = series_labels.split(',').collect();
+        if labels.iter().all(|l| pairs.contains(l)) {
+            if let Ok(v) = value.trim().parse::<f64>() {
+                *matched.get_or_insert(0.0) += v;
+            }
+        }
+    }
+    matched
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use centile::{
     gateway_kit::TestGateway,
-    testkit::{metric_value, now_ms, PrivateBroker, TestEnv},
+    testkit::{metric_sum, metric_value, now_ms, PrivateBroker, TestEnv},
 };
 use centile_events::{decode, Decoded, Schemas};
 use rdkafka::Message;
@@ -229,9 +229,13 @@ async fn refused_requests_are_explained_and_publish_nothing() {
         ("202", 1.0),
     ] {
         assert_eq!(
-            metric_value(
+            metric_sum(
                 &scrape,
-                &format!("centile_gateway_requests_total{{route=\"/v1/events/latency\",status=\"{status}\"}}")
+                "centile_gateway_requests_total",
+                &[
+                    "route=\"/v1/events/latency\"",
+                    &format!("code=\"{status}\"")
+                ]
             ),
             Some(count),
             "status {status}"
@@ -240,7 +244,7 @@ async fn refused_requests_are_explained_and_publish_nothing() {
     assert_eq!(
         metric_value(
             &scrape,
-            "centile_gateway_events_rejected_total{kind=\"latency\",reason=\"cross_tenant\"}"
+            "centile_gateway_refused_messages_total{kind=\"latency\",reason=\"cross_tenant\"}"
         ),
         Some(4.0)
     );
@@ -287,7 +291,7 @@ async fn with_the_broker_stopped_requests_get_503_and_publish_nothing() {
     assert_eq!(
         metric_value(
             &scrape,
-            "centile_gateway_events_rejected_total{kind=\"latency\",reason=\"unavailable\"}"
+            "centile_gateway_refused_messages_total{kind=\"latency\",reason=\"unavailable\"}"
         ),
         Some(3.0)
     );

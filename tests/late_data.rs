@@ -13,7 +13,7 @@ mod faults;
 
 use std::{collections::HashMap, time::Duration};
 
-use centile::testkit::{eventually, metric_value, now_ms, TestEnv};
+use centile::testkit::{eventually, metric_sum, metric_value, now_ms, TestEnv};
 use centile_events::{Event, LatencyEvent};
 
 const MINUTE_MS: i64 = 60_000;
@@ -170,13 +170,15 @@ async fn late_events_restate_too_late_ones_are_dead_lettered_and_windows_become_
         Duration::from_secs(60),
         || async {
             let scrape = sink.metrics().await;
-            let too_late = metric_value(
+            let too_late = metric_sum(
                 &scrape,
-                "centile_sink_dead_letters_total{reason=\"too_late\"}",
+                "centile_sink_refused_messages_total",
+                &["reason=\"too_late\""],
             );
-            let future = metric_value(
+            let future = metric_sum(
                 &scrape,
-                "centile_sink_dead_letters_total{reason=\"future\"}",
+                "centile_sink_refused_messages_total",
+                &["reason=\"future\""],
             );
             (too_late == Some(1.0) && future == Some(1.0)).then_some(scrape)
         },
@@ -194,9 +196,10 @@ async fn late_events_restate_too_late_ones_are_dead_lettered_and_windows_become_
     let scrape = aggregator.metrics().await;
     for reason in ["too_late", "future"] {
         assert_eq!(
-            metric_value(
+            metric_sum(
                 &scrape,
-                &format!("centile_aggregator_rejected_messages_total{{reason=\"{reason}\"}}")
+                "centile_aggregator_refused_messages_total",
+                &[&format!("reason=\"{reason}\"")]
             ),
             Some(1.0),
             "{reason}"

@@ -145,7 +145,7 @@ async fn pipeline_lands_exact_rollups_and_accurate_percentiles() {
     assert_eq!(
         metric_value(
             &scrape,
-            "centile_sink_dead_letters_total{reason=\"unknown_framing\"}"
+            "centile_sink_refused_messages_total{kind=\"latency\",reason=\"unknown_framing\"}"
         ),
         Some(1.0)
     );
@@ -157,7 +157,7 @@ async fn pipeline_lands_exact_rollups_and_accurate_percentiles() {
     assert_eq!(
         metric_value(
             &scrape,
-            "centile_aggregator_rejected_messages_total{reason=\"unknown_framing\"}"
+            "centile_aggregator_refused_messages_total{kind=\"latency\",reason=\"unknown_framing\"}"
         ),
         Some(1.0)
     );

@@ -22,7 +22,7 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use centile::testkit::{eventually, metric_value, now_ms, TestEnv};
+use centile::testkit::{eventually, metric_sum, metric_value, now_ms, TestEnv};
 use centile_events::{encode_with, Decoded, Event, Framing, LatencyEvent, Schemas};
 use centile_producer::EventPublisher;
 use centile_runtime::{
@@ -234,9 +234,10 @@ async fn unknown_ids_and_an_unavailable_registry_are_dead_lettered_with_the_reas
         Duration::from_secs(60),
         || async {
             let scrape = sink.metrics_if_up().await?;
-            (metric_value(
+            (metric_sum(
                 &scrape,
-                "centile_sink_dead_letters_total{reason=\"unknown_schema_id\"}",
+                "centile_sink_refused_messages_total",
+                &["reason=\"unknown_schema_id\""],
             ) == Some(1.0))
             .then_some(())
         },
@@ -264,13 +265,15 @@ async fn unknown_ids_and_an_unavailable_registry_are_dead_lettered_with_the_reas
     .unwrap();
     eventually("two dead letters", Duration::from_secs(60), || async {
         let scrape = sink.metrics().await;
-        let unknown = metric_value(
+        let unknown = metric_sum(
             &scrape,
-            "centile_sink_dead_letters_total{reason=\"unknown_schema_id\"}",
+            "centile_sink_refused_messages_total",
+            &["reason=\"unknown_schema_id\""],
         );
-        let down = metric_value(
+        let down = metric_sum(
             &scrape,
-            "centile_sink_dead_letters_total{reason=\"schema_registry_unavailable\"}",
+            "centile_sink_refused_messages_total",
+            &["reason=\"schema_registry_unavailable\""],
         );
         (unknown == Some(1.0) && down == Some(1.0)).then_some(())
     })
@@ -302,9 +305,10 @@ async fn unknown_ids_and_an_unavailable_registry_are_dead_lettered_with_the_reas
     let scrape = aggregator.metrics().await;
     for reason in ["unknown_schema_id", "schema_registry_unavailable"] {
         assert_eq!(
-            metric_value(
+            metric_sum(
                 &scrape,
-                &format!("centile_aggregator_rejected_messages_total{{reason=\"{reason}\"}}")
+                "centile_aggregator_refused_messages_total",
+                &[&format!("reason=\"{reason}\"")]
             ),
             Some(1.0),
             "{reason}"

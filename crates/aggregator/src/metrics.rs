@@ -1,14 +1,21 @@
-//! The aggregator's Prometheus metrics. Labels are bounded: kinds, reasons,
-//! and the topic/partition pairs this instance is assigned.
+//! The aggregator's Prometheus metrics, each declared and registered in one
+//! statement. Labels are bounded: kinds, reasons (all created at zero), and
+//! the topic/partition pairs this instance is assigned.
 
-use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+use centile_events::DecodeError;
+use centile_runtime::{
+    kafka_health::ConsumerMetrics,
+    metrics::{Declare, Label, DURATION_BUCKETS},
 };
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
+
+/// The input kinds, by topic role.
+pub const KINDS: [&str; 2] = ["latency", "usage"];
 
 #[derive(Debug, Clone)]
 pub struct AggregatorMetrics {
     pub events: IntCounterVec,
-    pub rejected: IntCounterVec,
+    pub refused: IntCounterVec,
     pub legacy_fingerprint_messages: IntCounterVec,
     pub late_events: IntCounter,
     pub duplicates: IntCounter,
@@ -20,113 +27,178 @@ pub struct AggregatorMetrics {
     pub position: IntGaugeVec,
     pub resumed_offset: IntGaugeVec,
     pub checkpoints_written: IntCounter,
-    pub segments_resumed: IntCounterVec,
+    pub partitions_assigned: IntCounterVec,
     pub flush_duration: Histogram,
     pub publish_retries: IntCounter,
+    /// Log-end offsets and lag of the input partitions.
+    pub consumer: ConsumerMetrics,
 }
+
+const PARTITION: [Label; 2] = [Label::Open("topic"), Label::Open("partition")];
 
 impl AggregatorMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let metrics = Self {
-            events: IntCounterVec::new(
-                Opts::new("centile_aggregator_events_total", "Valid raw events aggregated, by kind."),
-                &["kind"],
+        let d = Declare::new(registry, "aggregator");
+        Ok(Self {
+            events: d.counter_vec(
+                "centile_aggregator_events_total",
+                "Valid raw events aggregated, by kind.",
+                &[Label::Known("kind", &KINDS)],
             )?,
-            rejected: IntCounterVec::new(
-                Opts::new(
-                    "centile_aggregator_rejected_messages_total",
-                    "Raw messages skipped because they could not be decoded, validated or admitted (too_late, future); the sink dead-letters them. By reason.",
-                ),
-                &["reason"],
+            refused: d.counter_vec(
+                "centile_aggregator_refused_messages_total",
+                "Raw messages skipped because they could not be decoded, validated or admitted (too_late, future), by kind (the topic's) and reason; the sink dead-letters the same messages.",
+                &[
+                    Label::Known("kind", &KINDS),
+                    Label::Known("reason", &DecodeError::KINDS),
+                ],
             )?,
-            imported_skipped: IntCounter::new(
+            imported_skipped: d.counter(
                 "centile_aggregator_imported_events_skipped_total",
                 "Raw events from the history import, which publishes their panes itself; not aggregated again.",
             )?,
-            legacy_fingerprint_messages: IntCounterVec::new(
-                Opts::new(
-                    "centile_aggregator_legacy_fingerprint_messages_total",
-                    "Single-object messages whose header carries the schema fingerprint in the deprecated reversed byte order; still read during the deprecation window. By schema kind.",
-                ),
-                &["kind"],
+            legacy_fingerprint_messages: d.counter_vec(
+                "centile_aggregator_legacy_fingerprint_messages_total",
+                "Single-object messages whose header carries the schema fingerprint in the deprecated reversed byte order; still read during the deprecation window. By schema kind.",
+                &[Label::Known("kind", &KINDS)],
             )?,
-            late_events: IntCounter::new(
+            late_events: d.counter(
                 "centile_aggregator_late_events_total",
                 "Events that arrived after at least one of their windows was final; they form new panes.",
             )?,
-            duplicates: IntCounter::new(
+            duplicates: d.counter(
                 "centile_aggregator_duplicate_events_total",
                 "Events whose id was already counted in the same segment (producer retries); counted once.",
             )?,
-            panes_emitted: IntCounterVec::new(
-                Opts::new("centile_aggregator_panes_emitted_total", "Rollup panes published, by kind and finality."),
-                &["kind", "final"],
+            panes_emitted: d.counter_vec(
+                "centile_aggregator_panes_emitted_total",
+                "Rollup panes published, by kind and finality.",
+                &[
+                    Label::Known("kind", &KINDS),
+                    Label::Known("final", &["true", "false"]),
+                ],
             )?,
-            open_panes: IntGauge::new("centile_aggregator_open_panes", "Panes held in memory.")?,
-            watermark: IntGaugeVec::new(
-                Opts::new(
-                    "centile_aggregator_watermark_seconds",
-                    "Per source partition, the instant (Unix seconds) up to which minute windows are final and published: the sealed-until watermark.",
-                ),
-                &["topic", "partition"],
+            open_panes: d.gauge("centile_aggregator_open_panes", "Panes held in memory.")?,
+            watermark: d.gauge_vec(
+                "centile_aggregator_watermark_timestamp_seconds",
+                "Per source partition, the instant (Unix seconds) up to which minute windows are final and published: the sealed-until watermark.",
+                &PARTITION,
             )?,
-            committed_offset: IntGaugeVec::new(
-                Opts::new(
-                    "centile_aggregator_committed_offset",
-                    "Next input offset committed per source partition: the start of its current segment.",
-                ),
-                &["topic", "partition"],
+            committed_offset: d.gauge_vec(
+                "centile_aggregator_committed_offset",
+                "Next input offset committed per source partition: the start of its current segment.",
+                &PARTITION,
             )?,
-            position: IntGaugeVec::new(
-                Opts::new(
-                    "centile_aggregator_position_offset",
-                    "Next input offset to read per source partition.",
-                ),
-                &["topic", "partition"],
+            position: d.gauge_vec(
+                "centile_aggregator_position_offset",
+                "Next input offset to read per source partition.",
+                &PARTITION,
             )?,
-            resumed_offset: IntGaugeVec::new(
-                Opts::new(
-                    "centile_aggregator_resumed_offset",
-                    "Offset a source partition was last resumed from when it was assigned.",
-                ),
-                &["topic", "partition"],
+            resumed_offset: d.gauge_vec(
+                "centile_aggregator_resumed_offset",
+                "Offset a source partition was last resumed from when it was assigned.",
+                &PARTITION,
             )?,
-            checkpoints_written: IntCounter::new(
+            checkpoints_written: d.counter(
                 "centile_aggregator_checkpoints_written_total",
                 "Segment checkpoints persisted.",
             )?,
-            segments_resumed: IntCounterVec::new(
-                Opts::new(
-                    "centile_aggregator_partitions_assigned_total",
-                    "Partitions taken on, by whether a checkpoint was found.",
-                ),
-                &["from_checkpoint"],
+            partitions_assigned: d.counter_vec(
+                "centile_aggregator_partitions_assigned_total",
+                "Partitions taken on, by whether a checkpoint was found.",
+                &[Label::Known("from_checkpoint", &["true", "false"])],
             )?,
-            flush_duration: Histogram::with_opts(HistogramOpts::new(
+            flush_duration: d.histogram(
                 "centile_aggregator_flush_duration_seconds",
                 "Time to publish a flush's panes and commit its offsets.",
-            ))?,
-            publish_retries: IntCounter::new(
+                &DURATION_BUCKETS,
+            )?,
+            publish_retries: d.counter(
                 "centile_aggregator_publish_retries_total",
                 "Times a flush was re-published after the broker failed to acknowledge it.",
             )?,
+            consumer: ConsumerMetrics::register(registry)?,
+        })
+    }
+}
+
+/// Counts of the per-message outcomes, kept in plain integers by the hot
+/// loop and added to the metrics once per flush.
+#[derive(Debug, Default)]
+pub struct Tally {
+    events: [u64; 2],
+    refused: Vec<(usize, &'static str, u64)>,
+    legacy: [u64; 2],
+    late: u64,
+    duplicates: u64,
+    imported_skipped: u64,
+}
+
+fn kind_index(kind: &str) -> usize {
+    usize::from(kind == "usage")
+}
+
+impl Tally {
+    pub fn event(&mut self, kind: &str) {
+        self.events[kind_index(kind)] += 1;
+    }
+
+    pub fn refused(&mut self, kind: &str, reason: &'static str) {
+        let k = kind_index(kind);
+        match self
+            .refused
+            .iter_mut()
+            .find(|(i, r, _)| *i == k && *r == reason)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => self.refused.push((k, reason, 1)),
+        }
+    }
+
+    pub fn legacy(&mut self, kind: &str) {
+        self.legacy[kind_index(kind)] += 1;
+    }
+
+    pub fn late(&mut self) {
+        self.late += 1;
+    }
+
+    pub fn duplicate(&mut self) {
+        self.duplicates += 1;
+    }
+
+    pub fn imported_skipped(&mut self) {
+        self.imported_skipped += 1;
+    }
+
+    /// Adds the counts to `metrics` and starts over.
+    pub fn flush(&mut self, metrics: &AggregatorMetrics) {
+        for (k, kind) in KINDS.iter().enumerate() {
+            if self.events[k] > 0 {
+                metrics
+                    .events
+                    .with_label_values(&[kind])
+                    .inc_by(self.events[k]);
+            }
+            if self.legacy[k] > 0 {
+                metrics
+                    .legacy_fingerprint_messages
+                    .with_label_values(&[kind])
+                    .inc_by(self.legacy[k]);
+            }
+        }
+        for (k, reason, n) in self.refused.drain(..) {
+            metrics
+                .refused
+                .with_label_values(&[KINDS[k], reason])
+                .inc_by(n);
+        }
+        metrics.late_events.inc_by(self.late);
+        metrics.duplicates.inc_by(self.duplicates);
+        metrics.imported_skipped.inc_by(self.imported_skipped);
+        *self = Self {
+            refused: std::mem::take(&mut self.refused),
+            ..Self::default()
         };
-        registry.register(Box::new(metrics.events.clone()))?;
-        registry.register(Box::new(metrics.rejected.clone()))?;
-        registry.register(Box::new(metrics.imported_skipped.clone()))?;
-        registry.register(Box::new(metrics.legacy_fingerprint_messages.clone()))?;
-        registry.register(Box::new(metrics.late_events.clone()))?;
-        registry.register(Box::new(metrics.duplicates.clone()))?;
-        registry.register(Box::new(metrics.panes_emitted.clone()))?;
-        registry.register(Box::new(metrics.open_panes.clone()))?;
-        registry.register(Box::new(metrics.watermark.clone()))?;
-        registry.register(Box::new(metrics.committed_offset.clone()))?;
-        registry.register(Box::new(metrics.position.clone()))?;
-        registry.register(Box::new(metrics.resumed_offset.clone()))?;
-        registry.register(Box::new(metrics.checkpoints_written.clone()))?;
-        registry.register(Box::new(metrics.segments_resumed.clone()))?;
-        registry.register(Box::new(metrics.flush_duration.clone()))?;
-        registry.register(Box::new(metrics.publish_retries.clone()))?;
-        Ok(metrics)
     }
 }

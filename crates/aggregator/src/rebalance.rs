@@ -6,6 +6,7 @@
 //! itself: a partition is never read from a committed offset that its
 //! checkpoint does not match, not even for one fetch.
 
+use centile_runtime::kafka_health::ConsumerLag;
 use std::{
     collections::VecDeque,
     sync::{Arc, Mutex},
@@ -43,13 +44,16 @@ pub enum Change {
 pub struct Assignments {
     store: Arc<CheckpointStore>,
     changes: Arc<Mutex<VecDeque<Change>>>,
+    /// Turns the consumer's statistics into log-end offsets and lag.
+    lag: ConsumerLag,
 }
 
 impl Assignments {
-    pub fn new(store: Arc<CheckpointStore>) -> Self {
+    pub fn new(store: Arc<CheckpointStore>, lag: ConsumerLag) -> Self {
         Self {
             store,
             changes: Arc::default(),
+            lag,
         }
     }
 
@@ -139,7 +143,11 @@ impl Assignments {
     }
 }
 
-impl ClientContext for Assignments {}
+impl ClientContext for Assignments {
+    fn stats(&self, statistics: rdkafka::statistics::Statistics) {
+        self.lag.record(&statistics);
+    }
+}
 
 impl ConsumerContext for Assignments {
     fn rebalance(

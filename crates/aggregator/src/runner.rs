@@ -28,6 +28,10 @@ use centile_runtime::{
         attach_inputs, close_consumer, consumer_config, ensure_centile_topics, producer_config,
         send_all, OutMessage,
     },
+    kafka_health::{
+        probe_topics_of, wait_for_brokers, watch_brokers, ConsumerLag, COMMIT_CHECK, KAFKA_CHECK,
+        PRODUCE_CHECK,
+    },
     registry::SchemaResolver,
     retry::{with_backoff, Backoff},
     telemetry::Readiness,
@@ -43,7 +47,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     checkpoints::CheckpointStore,
     engine::{Checkpoint, Engine, EngineConfig, Progress, SourcePos},
-    metrics::AggregatorMetrics,
+    metrics::{AggregatorMetrics, Tally},
     rebalance::{Assignments, Change},
     AggregatorError,
 };
@@ -99,6 +103,9 @@ struct Runner<'a> {
     /// Writer fingerprints already warned about for the deprecated reversed
     /// byte order; only known writer schemas match, so this stays small.
     legacy_warned: HashSet<[u8; 8]>,
+    /// Per-message outcomes, added to the metrics once per flush.
+    tally: Tally,
+    readiness: Readiness,
 }
 
 /// Runs until `shutdown` is cancelled, then cuts, publishes and commits,
@@ -111,9 +118,13 @@ pub async fn run(
     deadline: CancellationToken,
 ) -> Result<(), AggregatorError> {
     let topics = &config.topics;
+    if !wait_for_brokers(&config.kafka, &readiness, &shutdown).await? {
+        return Ok(());
+    }
     ensure_centile_topics(config).await?;
     let store = Arc::new(CheckpointStore::new(config)?);
-    let assignments = Assignments::new(store.clone());
+    let lag = ConsumerLag::new(&config.aggregator.group_id, Some(metrics.consumer.clone()));
+    let assignments = Assignments::new(store.clone(), lag);
     let consumer: StreamConsumer<Assignments> =
         consumer_config(&config.kafka, &config.aggregator.group_id)
             .create_with_context(assignments.clone())?;
@@ -125,7 +136,16 @@ pub async fn run(
     })?;
     let producer: FutureProducer = producer_config(&config.kafka).create()?;
     let rollup_partitions = partition_count(&producer, &topics.rollups)?;
-    readiness.set("kafka", true);
+    readiness.pass(COMMIT_CHECK);
+    readiness.pass(PRODUCE_CHECK);
+    let probe_client = producer.clone();
+    let probe_topics: Vec<String> = inputs.iter().map(|t| (*t).to_owned()).collect();
+    let watch_stop = CancellationToken::new();
+    let watch = tokio::spawn(watch_brokers(
+        move || probe_topics_of(probe_client.client(), &probe_topics),
+        readiness.clone(),
+        watch_stop.clone(),
+    ));
 
     let mut runner = Runner {
         config,
@@ -144,9 +164,13 @@ pub async fn run(
         checkpoints_refreshed: Instant::now(),
         watermarks_refreshed: Instant::now(),
         legacy_warned: HashSet::new(),
+        tally: Tally::default(),
+        readiness: readiness.clone(),
     };
     let result = runner.consume(&consumer, &shutdown, &deadline).await;
-    readiness.set("kafka", false);
+    watch_stop.cancel();
+    let _ = watch.await;
+    readiness.fail(KAFKA_CHECK, "stopping");
     close_consumer(consumer, Duration::from_secs(5));
     result
 }
@@ -205,10 +229,7 @@ impl Runner<'_> {
     /// Counts a message framed with the deprecated reversed fingerprint
     /// order, and warns once per writer schema.
     fn note_legacy(&mut self, legacy: LegacyFingerprint, pos: &SourcePos<'_>) {
-        self.metrics
-            .legacy_fingerprint_messages
-            .with_label_values(&[legacy.kind.label()])
-            .inc();
+        self.tally.legacy(legacy.kind.label());
         if self.legacy_warned.insert(legacy.fingerprint) {
             tracing::warn!(
                 kind = legacy.kind.label(),
@@ -236,7 +257,7 @@ impl Runner<'_> {
                         .with_label_values(&[&topic, &label])
                         .set(offset);
                     self.metrics
-                        .segments_resumed
+                        .partitions_assigned
                         .with_label_values(&[if checkpoint.is_some() {
                             "true"
                         } else {
@@ -309,7 +330,7 @@ impl Runner<'_> {
         if is_imported(message) {
             // The import published this event's panes itself.
             self.engine.skip(pos);
-            self.metrics.imported_skipped.inc();
+            self.tally.imported_skipped();
             return;
         }
         let published_at = message.timestamp().to_millis();
@@ -334,17 +355,24 @@ impl Runner<'_> {
                 };
                 let ingested = self.engine.ingest(pos, &event);
                 if ingested.duplicate {
-                    self.metrics.duplicates.inc();
+                    self.tally.duplicate();
                 } else if !ingested.already_seen {
-                    self.metrics.events.with_label_values(&[kind]).inc();
+                    self.tally.event(kind);
                 }
                 if ingested.late {
-                    self.metrics.late_events.inc();
+                    self.tally.late();
                 }
             }
             Err(e) => {
                 self.engine.skip(pos);
-                self.metrics.rejected.with_label_values(&[e.kind()]).inc();
+                let kind = if pos.topic == self.config.topics.usage {
+                    "usage"
+                } else {
+                    "latency"
+                };
+                // One call logs and counts the refusal (the sink
+                // dead-letters the same message and warns about it).
+                self.tally.refused(kind, e.kind());
                 tracing::debug!(topic = pos.topic, partition = pos.partition, offset = pos.offset, error = %e, "skipping a refused message");
             }
         }
@@ -396,6 +424,7 @@ impl Runner<'_> {
         self.publish("watermarks", watermarks, shutdown).await?;
 
         self.metrics.open_panes.set(self.engine.open_panes() as i64);
+        self.tally.flush(self.metrics);
         self.metrics
             .flush_duration
             .observe(started.elapsed().as_secs_f64());
@@ -495,15 +524,22 @@ impl Runner<'_> {
         }
         // Re-sending is safe: a pane id and version always carry the same
         // content, and a checkpoint the same state.
-        with_backoff(
+        let published = with_backoff(
             PUBLISH_BACKOFF,
             shutdown,
             &format!("publishing {what}"),
-            |_| self.metrics.publish_retries.inc(),
+            |e| {
+                self.metrics.publish_retries.inc();
+                self.readiness
+                    .fail(PRODUCE_CHECK, format!("publishing {what}: {e}"));
+            },
             || send_all(&self.producer, &messages),
         )
-        .await
-        .map_err(AggregatorError::Unpublished)
+        .await;
+        if published.is_ok() {
+            self.readiness.pass(PRODUCE_CHECK);
+        }
+        published.map_err(AggregatorError::Unpublished)
     }
 
     fn count_panes<'p>(&self, panes: impl Iterator<Item = &'p Decoded>) {
@@ -551,7 +587,13 @@ impl Runner<'_> {
                         .set(c.next_offset);
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "offset commit failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "offset commit failed");
+                self.readiness
+                    .fail(COMMIT_CHECK, format!("offset commit failed: {e}"));
+                return;
+            }
         }
+        self.readiness.pass(COMMIT_CHECK);
     }
 }

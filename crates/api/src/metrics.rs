@@ -3,9 +3,8 @@
 //! codes the statuses the API answers, cache results a closed set; every
 //! known label value starts at zero so the first failure shows in `rate()`.
 
-use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-};
+use centile_runtime::metrics::{Declare, Label};
+use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry};
 
 #[derive(Debug, Clone)]
 pub struct ApiMetrics {
@@ -42,63 +41,45 @@ const BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-fn registered<M: prometheus::core::Collector + Clone + 'static>(
-    registry: &Registry,
-    metric: prometheus::Result<M>,
-) -> prometheus::Result<M> {
-    let metric = metric?;
-    registry.register(Box::new(metric.clone()))?;
-    Ok(metric)
-}
-
 impl ApiMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let metrics = Self {
-            requests: registered(registry, IntCounterVec::new(
-                Opts::new("centile_api_requests_total", "API requests answered, by route and status code."),
-                &["route", "code"],
-            ))?,
-            duration: registered(registry, HistogramVec::new(
-                HistogramOpts::new("centile_api_request_duration_seconds", "Time from request to answer, by route.")
-                    .buckets(BUCKETS.to_vec()),
-                &["route"],
-            ))?,
-            cache: registered(registry, IntCounterVec::new(
-                Opts::new(
-                    "centile_api_cache_requests_total",
-                    "Cacheable requests by result: hit (served from the cache), not_modified (304), miss (computed), bypass (cache off or uncacheable).",
-                ),
-                &["result"],
-            ))?,
-            cache_entries: registered(registry, IntGauge::new("centile_api_cache_entries", "Answers held in the cache."))?,
-            cache_bytes: registered(registry, IntGauge::new("centile_api_cache_bytes", "Bytes of answers held in the cache."))?,
-            connections: registered(registry, IntGauge::new("centile_api_connections", "Open client connections."))?,
-            connection_cap_reached: registered(registry, IntCounter::new(
+        let d = Declare::new(registry, "api");
+        Ok(Self {
+            requests: d.counter_vec(
+                "centile_api_requests_total",
+                "API requests answered, by route and status code.",
+                &[Label::Known("route", &ROUTES), Label::Known("code", &CODES)],
+            )?,
+            duration: d.histogram_vec(
+                "centile_api_request_duration_seconds",
+                "Time from request to answer, by route.",
+                &BUCKETS,
+                &[Label::Known("route", &ROUTES)],
+            )?,
+            cache: d.counter_vec(
+                "centile_api_cache_requests_total",
+                "Cacheable requests by result: hit (served from the cache), not_modified (304), miss (computed), bypass (cache off or uncacheable).",
+                &[Label::Known("result", &CACHE_RESULTS)],
+            )?,
+            cache_entries: d.gauge("centile_api_cache_entries", "Answers held in the cache.")?,
+            cache_bytes: d.gauge("centile_api_cache_bytes", "Bytes of answers held in the cache.")?,
+            connections: d.gauge("centile_api_connections", "Open client connections.")?,
+            connection_cap_reached: d.counter(
                 "centile_api_connection_cap_reached_total",
                 "Times api.max_connections was reached; further connections waited in the listen backlog.",
-            ))?,
-            connections_timed_out: registered(registry, IntCounter::new(
+            )?,
+            connections_timed_out: d.counter(
                 "centile_api_connections_timed_out_total",
                 "Connections closed for idling past api.idle_timeout or for a request arriving slower than api.read_timeout.",
-            ))?,
-            stream_clients: registered(registry, IntGauge::new(
+            )?,
+            stream_clients: d.gauge(
                 "centile_api_stream_clients",
                 "Open /v1/realtime/stream connections.",
-            ))?,
-            clickhouse_up: registered(registry, IntGauge::new(
+            )?,
+            clickhouse_up: d.gauge(
                 "centile_api_clickhouse_up",
                 "1 while ClickHouse answers the API's probe (then /readyz is 200), else 0.",
-            ))?,
-        };
-        for route in ROUTES {
-            metrics.duration.with_label_values(&[route]);
-            for code in CODES {
-                metrics.requests.with_label_values(&[route, code]);
-            }
-        }
-        for result in CACHE_RESULTS {
-            metrics.cache.with_label_values(&[result]);
-        }
-        Ok(metrics)
+            )?,
+        })
     }
 }

@@ -137,29 +137,31 @@ pub async fn run(
     Ok(())
 }
 
-/// Ready while ClickHouse answers `SELECT 1`.
+/// Ready while ClickHouse answers `SELECT 1`; readiness logs each change
+/// and `/readyz` names the reason.
 async fn watch_clickhouse(state: Arc<AppState>, shutdown: CancellationToken) {
-    let mut was_up = None;
     loop {
-        let up = tokio::time::timeout(
+        let answer = tokio::time::timeout(
             Duration::from_secs(5),
             state.queries.client().query("SELECT 1").fetch_one::<u8>(),
         )
-        .await
-        .is_ok_and(|r| r.is_ok());
-        if was_up != Some(up) {
-            if up {
-                tracing::info!("clickhouse answers; ready");
-            } else {
-                tracing::warn!(
-                    database = state.queries.database(),
-                    "clickhouse does not answer `SELECT 1` in the configured database; not ready (retrying every 5 s)"
-                );
-            }
-            was_up = Some(up);
+        .await;
+        let outcome = match answer {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no answer within 5 s".to_owned()),
+        };
+        state.metrics.clickhouse_up.set(i64::from(outcome.is_ok()));
+        match outcome {
+            Ok(()) => state.readiness.pass("clickhouse"),
+            Err(reason) => state.readiness.fail(
+                "clickhouse",
+                format!(
+                    "clickhouse does not answer `SELECT 1` in database {}: {reason} (retrying every 5 s)",
+                    state.queries.database()
+                ),
+            ),
         }
-        state.readiness.set("clickhouse", up);
-        state.metrics.clickhouse_up.set(i64::from(up));
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
@@ -168,16 +170,11 @@ async fn watch_clickhouse(state: Arc<AppState>, shutdown: CancellationToken) {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let up = state.readiness.is_ready();
-    let status = if up {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let (status, body) = state.readiness.answer();
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
-        serde_json::json!({ "ready": up, "clickhouse": up }).to_string(),
+        body.to_string(),
     )
         .into_response()
 }

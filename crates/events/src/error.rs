@@ -65,6 +65,24 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
+    /// Every value [`DecodeError::kind`] returns: the `reason` label values
+    /// of the refused-message metrics, created at zero at start.
+    pub const KINDS: [&'static str; 13] = [
+        "empty",
+        "unknown_framing",
+        "truncated_header",
+        "unknown_fingerprint",
+        "unknown_schema_id",
+        "schema_registry_unavailable",
+        "schema_refused",
+        "malformed_datum",
+        "trailing_bytes",
+        "wrong_topic",
+        "invalid_field",
+        "too_late",
+        "future",
+    ];
+
     /// A short, bounded label for metrics and DLQ headers.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -91,4 +109,49 @@ fn join(errors: &[FieldError]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DecodeError;
+
+    #[test]
+    fn every_kind_is_listed_once() {
+        let all = [
+            DecodeError::Empty,
+            DecodeError::UnknownFraming(String::new()),
+            DecodeError::TruncatedHeader {
+                framing: "",
+                len: 0,
+                need: 0,
+            },
+            DecodeError::UnknownFingerprint(String::new()),
+            DecodeError::UnknownSchemaId(0),
+            DecodeError::RegistryUnavailable {
+                schema_id: 0,
+                reason: String::new(),
+            },
+            DecodeError::RegistrySchemaRefused {
+                schema_id: 0,
+                reason: String::new(),
+            },
+            DecodeError::Datum(String::new()),
+            DecodeError::TrailingBytes(0),
+            DecodeError::WrongTopic {
+                found: "",
+                expected: "",
+            },
+            DecodeError::Invalid(Vec::new()),
+            DecodeError::TooLate {
+                age_ms: 0,
+                horizon_ms: 0,
+            },
+            DecodeError::FromTheFuture {
+                ahead_ms: 0,
+                max_skew_ms: 0,
+            },
+        ];
+        let kinds: Vec<&str> = all.iter().map(DecodeError::kind).collect();
+        assert_eq!(kinds, DecodeError::KINDS);
+    }
 }

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use centile_events::Event;
+use centile_runtime::metrics::{Declare, Label, DURATION_BUCKETS};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -34,22 +35,19 @@ pub struct LoadMetrics {
 
 impl LoadMetrics {
     pub fn register(registry: &prometheus::Registry) -> prometheus::Result<Self> {
-        let metrics = Self {
-            events: prometheus::IntCounterVec::new(
-                prometheus::Opts::new(
-                    "centile_producer_events_total",
-                    "Events published and acknowledged by the broker, by kind.",
-                ),
-                &["kind"],
+        let d = Declare::new(registry, "producer (load generator)");
+        Ok(Self {
+            events: d.counter_vec(
+                "centile_producer_events_total",
+                "Events published and acknowledged by the broker, by kind.",
+                &[Label::Known("kind", &["latency", "usage"])],
             )?,
-            batch_ack_duration: prometheus::Histogram::with_opts(prometheus::HistogramOpts::new(
+            batch_ack_duration: d.histogram(
                 "centile_producer_batch_ack_duration_seconds",
                 "Time from publishing a batch to the broker's acknowledgement of all of it.",
-            ))?,
-        };
-        registry.register(Box::new(metrics.events.clone()))?;
-        registry.register(Box::new(metrics.batch_ack_duration.clone()))?;
-        Ok(metrics)
+                &DURATION_BUCKETS,
+            )?,
+        })
     }
 }
 

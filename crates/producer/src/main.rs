@@ -14,6 +14,7 @@ use centile_producer::{
 };
 use centile_runtime::{
     kafka::ensure_centile_topics,
+    kafka_health::wait_for_brokers,
     service::{run_service, BoxError},
 };
 use clap::{Parser, Subcommand};
@@ -147,9 +148,11 @@ async fn main() -> anyhow::Result<()> {
     };
     let default_metrics = ([127, 0, 0, 1], 9464).into();
     run_service("centile-producer", cli.config.as_deref(), default_metrics, |ctx| async move {
+        if !wait_for_brokers(&ctx.config.kafka, &ctx.readiness, &ctx.shutdown).await? {
+            return Ok(());
+        }
         ensure_centile_topics(&ctx.config).await?;
         let publisher = EventPublisher::from_config(&ctx.config)?;
-        ctx.readiness.set("kafka", true);
         let plan = load::LoadPlan {
             rate: args.rate,
             count: args.count,
@@ -188,6 +191,10 @@ async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
         config.as_deref(),
         default_metrics,
         |ctx| async move {
+            // Logs what it waits for and says so on /readyz meanwhile.
+            if !wait_for_brokers(&ctx.config.kafka, &ctx.readiness, &ctx.shutdown).await? {
+                return Ok(());
+            }
             ensure_centile_topics(&ctx.config).await?;
             let gateway = Arc::new(Gateway::new(
                 &ctx.config,

@@ -285,7 +285,9 @@ pub fn consumer_config(kafka: &KafkaConfig, group_id: &str) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "false")
+        // Log-end offsets and lag per partition (kafka_health::ConsumerLag).
+        .set("statistics.interval.ms", "5000");
     apply_extra(&mut config, kafka);
     config
 }

@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    metrics::ServiceMetrics,
     shutdown::{cancel_on_signal, deadline_after},
     telemetry::{init_tracing, serve, Readiness},
     Config,
@@ -53,7 +54,8 @@ where
     tracing::info!(service = name, metrics = %format!("http://{local}/metrics"), "starting");
 
     let registry = Registry::new();
-    let readiness = Readiness::default();
+    let service_metrics = ServiceMetrics::register(&registry, name)?;
+    let readiness = Readiness::with_gauge(service_metrics.readiness);
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     let grace = config.service.shutdown_grace;

@@ -12,7 +12,7 @@ use axum::{
     routing::get,
     Json, Router,
 };
-use prometheus::{Encoder, Registry, TextEncoder};
+use prometheus::{Encoder, IntGaugeVec, Registry, TextEncoder};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::{fmt, EnvFilter};
@@ -36,27 +36,105 @@ pub fn init_tracing(config: &LogConfig) {
     drop(result);
 }
 
-/// Named readiness checks; the service is ready when every one is.
+/// Named readiness checks; the service is ready when every one passes.
+///
+/// A failing check carries its reason, and `/readyz` names each failing
+/// check with it. Every change of a check between passing and failing is
+/// logged (a warning when it starts failing) and mirrored in the
+/// `centile_readiness_check_up{check}` gauge, in the same call.
 #[derive(Debug, Clone, Default)]
 pub struct Readiness {
-    checks: Arc<Mutex<BTreeMap<&'static str, bool>>>,
+    checks: Arc<Mutex<BTreeMap<&'static str, Option<String>>>>,
+    gauge: Option<IntGaugeVec>,
 }
 
 impl Readiness {
+    /// Readiness whose checks are exported as `gauge{check}`.
+    pub fn with_gauge(gauge: IntGaugeVec) -> Self {
+        Self {
+            checks: Arc::default(),
+            gauge: Some(gauge),
+        }
+    }
+
+    /// Marks `check` passing or failing (with a generic reason).
     pub fn set(&self, check: &'static str, ready: bool) {
-        self.checks
-            .lock()
-            .expect("readiness lock")
-            .insert(check, ready);
+        if ready {
+            self.pass(check);
+        } else {
+            self.fail(check, "failing");
+        }
+    }
+
+    pub fn pass(&self, check: &'static str) {
+        self.update(check, None);
+    }
+
+    /// Marks `check` failing; `reason` says why (no secrets: it is served).
+    pub fn fail(&self, check: &'static str, reason: impl Into<String>) {
+        self.update(check, Some(reason.into()));
+    }
+
+    fn update(&self, check: &'static str, failing: Option<String>) {
+        let mut checks = self.checks.lock().expect("readiness lock");
+        let was = checks.insert(check, failing.clone());
+        let changed = match &was {
+            None => true,
+            Some(before) => before.is_some() != failing.is_some(),
+        };
+        drop(checks);
+        if let Some(gauge) = &self.gauge {
+            gauge
+                .with_label_values(&[check])
+                .set(i64::from(failing.is_none()));
+        }
+        if changed {
+            match &failing {
+                Some(reason) => tracing::warn!(check, reason, "readiness check fails"),
+                None if was.is_some() => tracing::info!(check, "readiness check passes again"),
+                None => tracing::debug!(check, "readiness check passes"),
+            }
+        }
     }
 
     pub fn is_ready(&self) -> bool {
         let checks = self.checks.lock().expect("readiness lock");
-        !checks.is_empty() && checks.values().all(|ready| *ready)
+        !checks.is_empty() && checks.values().all(Option::is_none)
     }
 
-    fn snapshot(&self) -> BTreeMap<&'static str, bool> {
-        self.checks.lock().expect("readiness lock").clone()
+    /// Whether `check` has reported and passes.
+    pub fn passes(&self, check: &str) -> bool {
+        matches!(
+            self.checks.lock().expect("readiness lock").get(check),
+            Some(None)
+        )
+    }
+
+    /// The `/readyz` answer: 200 when ready, else 503, with a body naming
+    /// each failing check and its reason.
+    pub fn answer(&self) -> (StatusCode, serde_json::Value) {
+        let checks = self.checks.lock().expect("readiness lock").clone();
+        let mut failing = serde_json::Map::new();
+        let mut states = serde_json::Map::new();
+        for (check, state) in &checks {
+            states.insert((*check).to_owned(), state.is_none().into());
+            if let Some(reason) = state {
+                failing.insert((*check).to_owned(), reason.clone().into());
+            }
+        }
+        if checks.is_empty() {
+            failing.insert("starting".into(), "no check has reported yet".into());
+        }
+        let ready = failing.is_empty();
+        let status = if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        (
+            status,
+            serde_json::json!({ "ready": ready, "failing": failing, "checks": states }),
+        )
     }
 }
 
@@ -118,12 +196,8 @@ async fn metrics(State(state): State<ServerState>, headers: HeaderMap) -> Respon
 }
 
 async fn readyz(State(state): State<ServerState>) -> Response {
-    let status = if state.readiness.is_ready() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(state.readiness.snapshot())).into_response()
+    let (status, body) = state.readiness.answer();
+    (status, Json(body)).into_response()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -191,12 +265,12 @@ mod tests {
                 .status(),
             200
         );
-        readiness.set("clickhouse", false);
+        readiness.fail("clickhouse", "connection refused");
         let response = http.get(format!("{base}/readyz")).send().await.unwrap();
         assert_eq!(response.status(), 503);
         assert_eq!(
             response.text().await.unwrap(),
-            r#"{"clickhouse":false,"kafka":true}"#
+            r#"{"ready":false,"failing":{"clickhouse":"connection refused"},"checks":{"clickhouse":false,"kafka":true}}"#
         );
         shutdown.cancel();
     }

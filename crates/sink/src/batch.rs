@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use centile_runtime::kafka::OutMessage;
 use tokio::time::{Duration, Instant};
 
+use crate::metrics::BatchTally;
 use crate::rows::{LatencyEventRow, LatencyPaneRow, UsageEventRow, UsagePaneRow, WatermarkRow};
 
 #[derive(Debug, Default)]
@@ -23,6 +24,9 @@ pub struct Batch {
     next_offsets: BTreeMap<String, BTreeMap<i32, i64>>,
     messages: usize,
     opened_at: Option<Instant>,
+    /// What the batch's messages were, counted into the metrics once it
+    /// is written.
+    pub tally: BatchTally,
 }
 
 impl Batch {

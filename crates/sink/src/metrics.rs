@@ -1,15 +1,35 @@
-//! The sink's Prometheus metrics.
+//! The sink's Prometheus metrics, each declared and registered in one
+//! statement. Every known label value (roles, kinds, reasons, tables) is
+//! created at zero, so the first failure of a kind shows in `rate()`.
 
-use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+use centile_events::DecodeError;
+use centile_runtime::{
+    kafka_health::ConsumerMetrics,
+    metrics::{Declare, Label, DURATION_BUCKETS},
 };
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
+
+use crate::writer::{LATENCY_EVENTS, LATENCY_PANES, SOURCE_WATERMARKS, USAGE_EVENTS, USAGE_PANES};
+
+/// The topic roles the sink reads.
+pub const ROLES: [&str; 3] = ["latency", "usage", "rollups"];
+/// The kinds of refused messages: the raw kinds, and rollup panes.
+pub const KINDS: [&str; 3] = ["latency", "usage", "rollup"];
+/// The tables every batch may insert into.
+pub const TABLES: [&str; 5] = [
+    LATENCY_EVENTS,
+    USAGE_EVENTS,
+    LATENCY_PANES,
+    USAGE_PANES,
+    SOURCE_WATERMARKS,
+];
 
 #[derive(Debug, Clone)]
 pub struct SinkMetrics {
     pub messages: IntCounterVec,
     pub rows_written: IntCounterVec,
     pub insert_failures: IntCounterVec,
-    pub dead_letters: IntCounterVec,
+    pub refused: IntCounterVec,
     pub legacy_fingerprint_messages: IntCounterVec,
     pub flush_duration: Histogram,
     pub batch_messages: Histogram,
@@ -19,98 +39,136 @@ pub struct SinkMetrics {
     pub compaction_failures: IntCounter,
     pub compaction_seconds: Histogram,
     pub retention_dropped_partitions: IntCounterVec,
+    /// Log-end offsets and lag of the input partitions.
+    pub consumer: ConsumerMetrics,
 }
 
 impl SinkMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let metrics = Self {
-            messages: IntCounterVec::new(
-                Opts::new(
-                    "centile_sink_messages_total",
-                    "Messages consumed, by topic role (latency, usage, rollups).",
-                ),
-                &["role"],
+        let d = Declare::new(registry, "sink");
+        Ok(Self {
+            messages: d.counter_vec(
+                "centile_sink_messages_total",
+                "Messages consumed, by topic role (latency, usage, rollups); counted per written batch.",
+                &[Label::Known("role", &ROLES)],
             )?,
-            rows_written: IntCounterVec::new(
-                Opts::new(
-                    "centile_sink_rows_written_total",
-                    "Rows inserted into ClickHouse, by table.",
-                ),
-                &["table"],
+            rows_written: d.counter_vec(
+                "centile_sink_rows_written_total",
+                "Rows inserted into ClickHouse, by table.",
+                &[Label::Known("table", &TABLES)],
             )?,
-            insert_failures: IntCounterVec::new(
-                Opts::new(
-                    "centile_sink_insert_failures_total",
-                    "Failed ClickHouse inserts (retried), by table.",
-                ),
-                &["table"],
+            insert_failures: d.counter_vec(
+                "centile_sink_insert_failures_total",
+                "Failed ClickHouse inserts (retried), by table.",
+                &[Label::Known("table", &TABLES)],
             )?,
-            dead_letters: IntCounterVec::new(
-                Opts::new(
-                    "centile_sink_dead_letters_total",
-                    "Messages sent to the dead-letter topic, by reason.",
-                ),
-                &["reason"],
+            refused: d.counter_vec(
+                "centile_sink_refused_messages_total",
+                "Messages refused (undecodable, invalid, or outside the admission limits) and sent to the dead-letter topic, by kind (the topic's: latency, usage, rollup) and reason.",
+                &[
+                    Label::Known("kind", &KINDS),
+                    Label::Known("reason", &DecodeError::KINDS),
+                ],
             )?,
-            legacy_fingerprint_messages: IntCounterVec::new(
-                Opts::new(
-                    "centile_sink_legacy_fingerprint_messages_total",
-                    "Single-object messages whose header carries the schema fingerprint in the deprecated reversed byte order; still read during the deprecation window. By schema kind.",
-                ),
-                &["kind"],
+            legacy_fingerprint_messages: d.counter_vec(
+                "centile_sink_legacy_fingerprint_messages_total",
+                "Single-object messages whose header carries the schema fingerprint in the deprecated reversed byte order; still read during the deprecation window. By schema kind.",
+                &[Label::Known("kind", &["latency", "usage"])],
             )?,
-            flush_duration: Histogram::with_opts(HistogramOpts::new(
+            flush_duration: d.histogram(
                 "centile_sink_flush_duration_seconds",
                 "Time to write a batch to ClickHouse and commit its offsets, retries included.",
-            ))?,
-            batch_messages: Histogram::with_opts(
-                HistogramOpts::new("centile_sink_batch_messages", "Messages per written batch.")
-                    .buckets(prometheus::exponential_buckets(1.0, 4.0, 10)?),
+                &DURATION_BUCKETS,
             )?,
-            clickhouse_up: IntGauge::new(
+            batch_messages: d.histogram(
+                "centile_sink_batch_messages",
+                "Messages per written batch.",
+                &prometheus::exponential_buckets(1.0, 4.0, 10)?,
+            )?,
+            clickhouse_up: d.gauge(
                 "centile_sink_clickhouse_up",
-                "1 when the last ClickHouse write succeeded, 0 while writes are failing.",
+                "1 when the last ClickHouse write succeeded (and after start-up migrations), 0 while writes are failing.",
             )?,
-            committed_offset: IntGaugeVec::new(
-                Opts::new(
-                    "centile_sink_committed_offset",
-                    "Next offset committed, per topic and partition.",
-                ),
-                &["topic", "partition"],
+            committed_offset: d.gauge_vec(
+                "centile_sink_committed_offset",
+                "Next offset committed, per topic and partition.",
+                &[Label::Open("topic"), Label::Open("partition")],
             )?,
-            compactions: IntCounter::new(
+            compactions: d.counter(
                 "centile_sink_compaction_statements_total",
                 "Stored-tier recomputations run (one per kind and tier of a batch).",
             )?,
-            compaction_failures: IntCounter::new(
+            compaction_failures: d.counter(
                 "centile_sink_compaction_failures_total",
                 "Stored-tier recomputations that failed (the batch is retried).",
             )?,
-            compaction_seconds: Histogram::with_opts(HistogramOpts::new(
+            compaction_seconds: d.histogram(
                 "centile_sink_compaction_duration_seconds",
                 "Time to recompute the minute, hour, day and week rows a batch touched.",
-            ))?,
-            retention_dropped_partitions: IntCounterVec::new(
-                Opts::new(
-                    "centile_sink_retention_dropped_partitions_total",
-                    "Expired partitions dropped by the retention job, by table.",
-                ),
-                &["table"],
+                &DURATION_BUCKETS,
             )?,
-        };
-        registry.register(Box::new(metrics.messages.clone()))?;
-        registry.register(Box::new(metrics.rows_written.clone()))?;
-        registry.register(Box::new(metrics.insert_failures.clone()))?;
-        registry.register(Box::new(metrics.dead_letters.clone()))?;
-        registry.register(Box::new(metrics.legacy_fingerprint_messages.clone()))?;
-        registry.register(Box::new(metrics.flush_duration.clone()))?;
-        registry.register(Box::new(metrics.batch_messages.clone()))?;
-        registry.register(Box::new(metrics.clickhouse_up.clone()))?;
-        registry.register(Box::new(metrics.committed_offset.clone()))?;
-        registry.register(Box::new(metrics.compactions.clone()))?;
-        registry.register(Box::new(metrics.compaction_failures.clone()))?;
-        registry.register(Box::new(metrics.compaction_seconds.clone()))?;
-        registry.register(Box::new(metrics.retention_dropped_partitions.clone()))?;
-        Ok(metrics)
+            retention_dropped_partitions: d.counter_vec(
+                "centile_sink_retention_dropped_partitions_total",
+                "Expired partitions dropped by the retention job, by table.",
+                &[Label::Open("table")],
+            )?,
+            consumer: ConsumerMetrics::register(registry)?,
+        })
+    }
+}
+
+/// Per-message counts of one batch, added to the metrics when it is written.
+#[derive(Debug, Default)]
+pub struct BatchTally {
+    messages: [u64; 3],
+    refused: Vec<(usize, &'static str, u64)>,
+    legacy: [u64; 2],
+}
+
+impl BatchTally {
+    pub fn message(&mut self, role: &str) {
+        let i = ROLES.iter().position(|r| *r == role).unwrap_or(0);
+        self.messages[i] += 1;
+    }
+
+    pub fn refused(&mut self, kind: &str, reason: &'static str) {
+        let k = KINDS.iter().position(|r| *r == kind).unwrap_or(0);
+        match self
+            .refused
+            .iter_mut()
+            .find(|(i, r, _)| *i == k && *r == reason)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => self.refused.push((k, reason, 1)),
+        }
+    }
+
+    pub fn legacy(&mut self, kind: &str) {
+        self.legacy[usize::from(kind == "usage")] += 1;
+    }
+
+    pub fn add_to(&self, metrics: &SinkMetrics) {
+        for (i, role) in ROLES.iter().enumerate() {
+            if self.messages[i] > 0 {
+                metrics
+                    .messages
+                    .with_label_values(&[role])
+                    .inc_by(self.messages[i]);
+            }
+        }
+        for (i, kind) in ["latency", "usage"].iter().enumerate() {
+            if self.legacy[i] > 0 {
+                metrics
+                    .legacy_fingerprint_messages
+                    .with_label_values(&[kind])
+                    .inc_by(self.legacy[i]);
+            }
+        }
+        for (k, reason, n) in &self.refused {
+            metrics
+                .refused
+                .with_label_values(&[KINDS[*k], reason])
+                .inc_by(*n);
+        }
     }
 }

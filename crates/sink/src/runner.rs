@@ -20,6 +20,10 @@ use centile_runtime::{
         attach_inputs, close_consumer, consumer_config, ensure_centile_topics, producer_config,
         send_all,
     },
+    kafka_health::{
+        probe_topics_of, wait_for_brokers, watch_brokers, ConsumerLag, COMMIT_CHECK, KAFKA_CHECK,
+        PROBE_INTERVAL, PRODUCE_CHECK,
+    },
     registry::SchemaResolver,
     retry::{with_backoff, Backoff},
     telemetry::Readiness,
@@ -28,7 +32,7 @@ use centile_runtime::{
 use rdkafka::{
     consumer::{CommitMode, Consumer, StreamConsumer},
     message::BorrowedMessage,
-    producer::FutureProducer,
+    producer::{FutureProducer, Producer},
     Message, Offset, TopicPartitionList,
 };
 use tokio::time::Instant;
@@ -78,6 +82,10 @@ pub async fn run(
     // An untrusted certificate or refused credentials will not heal by
     // retrying: stop now with the reason. An unreachable server is waited
     // for, as before.
+    readiness.fail(
+        CLICKHOUSE_CHECK,
+        "starting: connecting to clickhouse and migrating",
+    );
     match check_connection(&config.clickhouse).await {
         Ok(version) => tracing::info!(server = %version, "clickhouse answers"),
         Err(
@@ -97,12 +105,17 @@ pub async fn run(
         .await?;
         tracing::info!(applied = ?report.applied, deferred = ?report.deferred, server = %report.server_version, "schema up to date");
     }
-    readiness.set("clickhouse", true);
+    readiness.pass(CLICKHOUSE_CHECK);
+    readiness.pass(INSERT_CHECK);
     metrics.clickhouse_up.set(1);
     let topics = &config.topics;
+    if !wait_for_brokers(&config.kafka, &readiness, &shutdown).await? {
+        return Ok(());
+    }
     ensure_centile_topics(config).await?;
-    let consumer: StreamConsumer =
-        consumer_config(&config.kafka, &config.sink.group_id).create()?;
+    let lag = ConsumerLag::new(&config.sink.group_id, Some(metrics.consumer.clone()));
+    let consumer: StreamConsumer<ConsumerLag> =
+        consumer_config(&config.kafka, &config.sink.group_id).create_with_context(lag)?;
     let inputs = [
         topics.latency.as_str(),
         topics.usage.as_str(),
@@ -110,7 +123,22 @@ pub async fn run(
     ];
     // Resume where the group last committed, joined or not.
     attach_inputs(&consumer, config.kafka.assignment, &inputs, |_| true)?;
-    readiness.set("kafka", true);
+    readiness.pass(COMMIT_CHECK);
+    readiness.pass(PRODUCE_CHECK);
+    let producer: FutureProducer = producer_config(&config.kafka).create()?;
+    let watch_stop = CancellationToken::new();
+    let probe_client = producer.clone();
+    let probe_topics: Vec<String> = inputs.iter().map(|t| (*t).to_owned()).collect();
+    let broker_watch = tokio::spawn(watch_brokers(
+        move || probe_topics_of(probe_client.client(), &probe_topics),
+        readiness.clone(),
+        watch_stop.clone(),
+    ));
+    let clickhouse_watch = tokio::spawn(watch_clickhouse(
+        config.clickhouse.clone(),
+        readiness.clone(),
+        watch_stop.clone(),
+    ));
 
     let sink = Sink {
         config,
@@ -125,7 +153,7 @@ pub async fn run(
             &config.clickhouse.database,
             metrics.clone(),
         ),
-        producer: producer_config(&config.kafka).create()?,
+        producer,
         legacy_warned: Mutex::default(),
     };
     let retention = tokio::spawn(crate::retention::run_periodically(
@@ -138,7 +166,9 @@ pub async fn run(
     ));
     let result = sink.consume(&consumer, &shutdown, &deadline).await;
     retention.abort();
-    readiness.set("kafka", false);
+    watch_stop.cancel();
+    let _ = tokio::join!(broker_watch, clickhouse_watch);
+    readiness.fail(KAFKA_CHECK, "stopping");
     close_consumer(consumer, Duration::from_secs(5));
     result
 }
@@ -147,6 +177,30 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+/// The readiness check that ClickHouse answers a query (probed every 5 s).
+const CLICKHOUSE_CHECK: &str = "clickhouse";
+/// The readiness check that the last insert into ClickHouse succeeded.
+const INSERT_CHECK: &str = "clickhouse_insert";
+
+/// Asks ClickHouse for its version every [`PROBE_INTERVAL`], so that an
+/// outage turns readiness red even while no batch is being written.
+async fn watch_clickhouse(
+    clickhouse: centile_runtime::config::ClickHouseConfig,
+    readiness: Readiness,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(PROBE_INTERVAL) => {}
+        }
+        match check_connection(&clickhouse).await {
+            Ok(_) => readiness.pass(CLICKHOUSE_CHECK),
+            Err(e) => readiness.fail(CLICKHOUSE_CHECK, e.to_string()),
+        }
     }
 }
 
@@ -160,7 +214,7 @@ fn backoff(config: &Config) -> Backoff {
 impl Sink<'_> {
     async fn consume(
         &self,
-        consumer: &StreamConsumer,
+        consumer: &StreamConsumer<ConsumerLag>,
         shutdown: &CancellationToken,
         final_deadline: &CancellationToken,
     ) -> Result<(), SinkError> {
@@ -195,11 +249,13 @@ impl Sink<'_> {
 
     /// Counts a message framed with the deprecated reversed fingerprint
     /// order, and warns once per writer schema.
-    fn note_legacy(&self, legacy: LegacyFingerprint, message: &BorrowedMessage<'_>) {
-        self.metrics
-            .legacy_fingerprint_messages
-            .with_label_values(&[legacy.kind.label()])
-            .inc();
+    fn note_legacy(
+        &self,
+        legacy: LegacyFingerprint,
+        message: &BorrowedMessage<'_>,
+        batch: &mut Batch,
+    ) {
+        batch.tally.legacy(legacy.kind.label());
         let first = self
             .legacy_warned
             .lock()
@@ -232,11 +288,11 @@ impl Sink<'_> {
         } else {
             "usage"
         };
-        self.metrics.messages.with_label_values(&[role]).inc();
+        batch.tally.message(role);
         let now = now_ms();
         let decoded = decoded.map(|d| {
             if let Some(legacy) = d.legacy_fingerprint {
-                self.note_legacy(legacy, message);
+                self.note_legacy(legacy, message, batch);
             }
             d.message
         });
@@ -277,11 +333,11 @@ impl Sink<'_> {
             }),
         });
         if let Err(error) = outcome {
+            // One call site logs and counts a refusal; the count reaches
+            // the metrics when the batch (with its dead letter) is written.
             tracing::warn!(topic, partition, offset, reason = %error, "dead-lettering message");
-            self.metrics
-                .dead_letters
-                .with_label_values(&[error.kind()])
-                .inc();
+            let kind = if role == "rollups" { "rollup" } else { role };
+            batch.tally.refused(kind, error.kind());
             let origin = Origin {
                 topic,
                 partition,
@@ -316,7 +372,7 @@ impl Sink<'_> {
     /// commits its offsets. Returns a fresh batch.
     async fn flush(
         &self,
-        consumer: &StreamConsumer,
+        consumer: &StreamConsumer<ConsumerLag>,
         batch: Batch,
         stop: &CancellationToken,
     ) -> Result<Batch, SinkError> {
@@ -329,10 +385,14 @@ impl Sink<'_> {
                 backoff(self.config),
                 stop,
                 "publishing dead letters",
-                |_| {},
+                |e| {
+                    self.readiness
+                        .fail(PRODUCE_CHECK, format!("publishing dead letters: {e}"))
+                },
                 || send_all(&self.producer, &batch.dead_letters),
             )
             .await?;
+            self.readiness.pass(PRODUCE_CHECK);
         }
         let written = with_backoff(
             backoff(self.config),
@@ -341,14 +401,19 @@ impl Sink<'_> {
             |_| {},
             || async {
                 let result = self.writer.write(&batch).await;
-                let up = result.is_ok();
-                self.metrics.clickhouse_up.set(i64::from(up));
-                self.readiness.set("clickhouse", up);
+                self.metrics.clickhouse_up.set(i64::from(result.is_ok()));
+                match &result {
+                    Ok(()) => self.readiness.pass(INSERT_CHECK),
+                    Err(e) => self
+                        .readiness
+                        .fail(INSERT_CHECK, format!("insert failed: {e}")),
+                }
                 result
             },
         )
         .await;
         written.map_err(SinkError::Unwritten)?;
+        batch.tally.add_to(self.metrics);
 
         let mut list = TopicPartitionList::new();
         for (topic, partition, next) in batch.next_offsets() {
@@ -356,6 +421,7 @@ impl Sink<'_> {
         }
         match consumer.commit(&list, CommitMode::Sync) {
             Ok(()) => {
+                self.readiness.pass(COMMIT_CHECK);
                 for (topic, partition, next) in batch.next_offsets() {
                     self.metrics
                         .committed_offset
@@ -364,7 +430,11 @@ impl Sink<'_> {
                 }
             }
             // Rows are durable and idempotent; uncommitted input is simply read again.
-            Err(e) => tracing::warn!(error = %e, "offset commit failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "offset commit failed");
+                self.readiness
+                    .fail(COMMIT_CHECK, format!("offset commit failed: {e}"));
+            }
         }
         self.metrics.batch_messages.observe(batch.messages() as f64);
         self.metrics

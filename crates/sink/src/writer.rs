@@ -98,17 +98,23 @@ impl Writer {
         if rows.peek().is_none() {
             return Ok(());
         }
-        let mut insert = self
-            .client
-            .insert::<T>(table)
-            .await?
-            .with_timeouts(Some(Duration::from_secs(30)), Some(Duration::from_secs(60)));
-        let mut written = 0u64;
-        for row in rows {
-            insert.write(row).await?;
-            written += 1;
-        }
-        insert.end().await.inspect_err(|_| {
+        // Any step may fail (connect, send, the server's answer): each
+        // failure counts once, for the table.
+        let attempt = async {
+            let mut insert = self
+                .client
+                .insert::<T>(table)
+                .await?
+                .with_timeouts(Some(Duration::from_secs(30)), Some(Duration::from_secs(60)));
+            let mut written = 0u64;
+            for row in rows {
+                insert.write(row).await?;
+                written += 1;
+            }
+            insert.end().await?;
+            Ok::<u64, clickhouse::error::Error>(written)
+        };
+        let written = attempt.await.inspect_err(|_| {
             self.metrics
                 .insert_failures
                 .with_label_values(&[table])

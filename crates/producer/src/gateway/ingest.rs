@@ -78,7 +78,7 @@ async fn handle(
             if events_seen > 0 {
                 gateway
                     .metrics
-                    .rejected
+                    .refused
                     .with_label_values(&[kind.label(), rejection.reason()])
                     .inc_by(events_seen as u64);
             }

@@ -1,93 +1,106 @@
-//! The gateway's Prometheus metrics. Labels are bounded: routes are the
-//! fixed paths, statuses the handful the gateway answers, reasons a closed set.
+//! The gateway's Prometheus metrics, each declared and registered in one
+//! statement. Labels are bounded: routes are the fixed paths, codes the
+//! statuses the gateway answers, reasons a closed set; every known value
+//! starts at zero, so the first 403 or 503 shows in `rate()`.
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use centile_runtime::{
+    listener::ConnectionMetrics,
+    metrics::{Declare, Label, DURATION_BUCKETS},
+};
+use prometheus::{Histogram, HistogramVec, IntCounterVec, IntGauge, Registry};
+
+/// The ingest routes.
+pub const ROUTES: [&str; 2] = ["/v1/events/latency", "/v1/events/usage"];
+/// Every status the ingest routes answer.
+pub const CODES: [&str; 12] = [
+    "200", "202", "400", "401", "403", "409", "413", "415", "429", "499", "500", "503",
+];
+/// Every `reason` of a refused request (see `Rejection::reason`).
+pub const REASONS: [&str; 9] = [
+    "unauthorized",
+    "cross_tenant",
+    "rate_limited",
+    "too_large",
+    "unsupported_media_type",
+    "invalid",
+    "conflict",
+    "disconnected",
+    "unavailable",
+];
+const KINDS: [&str; 2] = ["latency", "usage"];
 
 #[derive(Debug, Clone)]
 pub struct GatewayMetrics {
     pub requests: IntCounterVec,
     pub accepted: IntCounterVec,
-    pub rejected: IntCounterVec,
+    pub refused: IntCounterVec,
     pub deduplicated: IntCounterVec,
     pub duration: HistogramVec,
     pub ack_duration: Histogram,
     pub queue_messages: IntGauge,
     pub in_flight_bytes: IntGauge,
     pub broker_up: IntGauge,
+    pub connections: ConnectionMetrics,
 }
-
-const LATENCY_BUCKETS: [f64; 14] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
 
 impl GatewayMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let metrics = Self {
-            requests: IntCounterVec::new(
-                Opts::new(
-                    "centile_gateway_requests_total",
-                    "HTTP requests answered, by route and status code.",
-                ),
-                &["route", "status"],
+        let d = Declare::new(registry, "gateway");
+        Ok(Self {
+            requests: d.counter_vec(
+                "centile_gateway_requests_total",
+                "HTTP requests answered, by route and status code.",
+                &[Label::Known("route", &ROUTES), Label::Known("code", &CODES)],
             )?,
-            accepted: IntCounterVec::new(
-                Opts::new(
-                    "centile_gateway_events_accepted_total",
-                    "Events acknowledged by the broker and answered 202, by kind.",
-                ),
-                &["kind"],
+            accepted: d.counter_vec(
+                "centile_gateway_events_accepted_total",
+                "Events acknowledged by the broker and answered 202, by kind.",
+                &[Label::Known("kind", &KINDS)],
             )?,
-            rejected: IntCounterVec::new(
-                Opts::new(
-                    "centile_gateway_events_rejected_total",
-                    "Events in refused requests, by kind and reason (invalid, cross_tenant, too_large, unavailable).",
-                ),
-                &["kind", "reason"],
+            refused: d.counter_vec(
+                "centile_gateway_refused_messages_total",
+                "Events in refused requests (nothing of a refused request is published), by kind and reason.",
+                &[Label::Known("kind", &KINDS), Label::Known("reason", &REASONS)],
             )?,
-            deduplicated: IntCounterVec::new(
-                Opts::new(
-                    "centile_gateway_events_deduplicated_total",
-                    "Events of accepted requests not published again: the broker had already acknowledged their ids.",
-                ),
-                &["kind"],
+            deduplicated: d.counter_vec(
+                "centile_gateway_events_deduplicated_total",
+                "Events of accepted requests not published again: the broker had already acknowledged their ids.",
+                &[Label::Known("kind", &KINDS)],
             )?,
-            duration: HistogramVec::new(
-                HistogramOpts::new(
-                    "centile_gateway_request_duration_seconds",
-                    "Time from request to answer, broker acknowledgement included.",
-                )
-                .buckets(LATENCY_BUCKETS.to_vec()),
-                &["route"],
+            duration: d.histogram_vec(
+                "centile_gateway_request_duration_seconds",
+                "Time from request to answer, broker acknowledgement included.",
+                &DURATION_BUCKETS,
+                &[Label::Known("route", &ROUTES)],
             )?,
-            ack_duration: Histogram::with_opts(
-                HistogramOpts::new(
-                    "centile_gateway_broker_ack_duration_seconds",
-                    "Time for the broker to acknowledge every event of one request.",
-                )
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            ack_duration: d.histogram(
+                "centile_gateway_broker_ack_duration_seconds",
+                "Time for the broker to acknowledge every event of one request.",
+                &DURATION_BUCKETS,
             )?,
-            queue_messages: IntGauge::new(
+            queue_messages: d.gauge(
                 "centile_gateway_producer_queue_messages",
                 "Messages in the producer waiting to be sent or acknowledged.",
             )?,
-            in_flight_bytes: IntGauge::new(
+            in_flight_bytes: d.gauge(
                 "centile_gateway_in_flight_bytes",
                 "Encoded bytes of accepted requests awaiting acknowledgement.",
             )?,
-            broker_up: IntGauge::new(
+            broker_up: d.gauge(
                 "centile_gateway_broker_up",
                 "1 while the broker answers metadata requests, else 0 (and requests get 503).",
             )?,
-        };
-        registry.register(Box::new(metrics.requests.clone()))?;
-        registry.register(Box::new(metrics.accepted.clone()))?;
-        registry.register(Box::new(metrics.rejected.clone()))?;
-        registry.register(Box::new(metrics.deduplicated.clone()))?;
-        registry.register(Box::new(metrics.duration.clone()))?;
-        registry.register(Box::new(metrics.ack_duration.clone()))?;
-        registry.register(Box::new(metrics.queue_messages.clone()))?;
-        registry.register(Box::new(metrics.in_flight_bytes.clone()))?;
-        registry.register(Box::new(metrics.broker_up.clone()))?;
-        Ok(metrics)
+            connections: ConnectionMetrics {
+                open: d.gauge("centile_gateway_connections", "Open client connections.")?,
+                cap_reached: d.counter(
+                    "centile_gateway_connection_cap_reached_total",
+                    "Times gateway.max_connections was reached; further connections waited in the listen backlog.",
+                )?,
+                timed_out: d.counter(
+                    "centile_gateway_connections_timed_out_total",
+                    "Connections closed for idling past gateway.idle_timeout or for a request arriving slower than gateway.read_timeout.",
+                )?,
+            },
+        })
     }
 }

@@ -24,7 +24,6 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     extract::State,
-    http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
@@ -32,7 +31,7 @@ use axum::{
 use centile_events::{Admission, Limits};
 use centile_runtime::{
     config::GatewayConfig,
-    listener::{CappedListener, ConnectionLimits, ConnectionMetrics},
+    listener::{CappedListener, ConnectionLimits},
     telemetry::Readiness,
     Config,
 };
@@ -85,7 +84,6 @@ pub struct Gateway {
     /// Ready while the broker answers (set by the probe).
     readiness: Readiness,
     metrics: GatewayMetrics,
-    connections: ConnectionMetrics,
 }
 
 impl Gateway {
@@ -141,32 +139,12 @@ impl Gateway {
             settings,
             readiness,
             metrics: GatewayMetrics::register(registry)?,
-            connections: connection_metrics(registry)?,
         })
     }
 
     fn retry_after(&self) -> Duration {
         self.settings.retry_after
     }
-}
-
-/// The connection metrics, kept beside the listener they describe.
-fn connection_metrics(registry: &prometheus::Registry) -> prometheus::Result<ConnectionMetrics> {
-    let metrics = ConnectionMetrics {
-        open: prometheus::IntGauge::new("centile_gateway_connections", "Open client connections.")?,
-        cap_reached: prometheus::IntCounter::new(
-            "centile_gateway_connection_cap_reached_total",
-            "Times gateway.max_connections was reached; further connections waited in the listen backlog.",
-        )?,
-        timed_out: prometheus::IntCounter::new(
-            "centile_gateway_connections_timed_out_total",
-            "Connections closed for idling past gateway.idle_timeout or for a request arriving slower than gateway.read_timeout.",
-        )?,
-    };
-    registry.register(Box::new(metrics.open.clone()))?;
-    registry.register(Box::new(metrics.cap_reached.clone()))?;
-    registry.register(Box::new(metrics.timed_out.clone()))?;
-    Ok(metrics)
 }
 
 /// The gateway's routes.
@@ -198,7 +176,7 @@ pub async fn run(
             idle_timeout: gateway.settings.idle_timeout,
             read_timeout: gateway.settings.read_timeout,
         },
-        gateway.connections.clone(),
+        gateway.metrics.connections.clone(),
     );
     let serving = axum::serve(listener, router(gateway.clone()))
         .with_graceful_shutdown(shutdown.cancelled_owned());
@@ -225,15 +203,6 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response {
-    let up = gateway.readiness.is_ready();
-    let status = if up {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        Json(serde_json::json!({ "ready": up, "broker": up })),
-    )
-        .into_response()
+    let (status, body) = gateway.readiness.answer();
+    (status, Json(body)).into_response()
 }

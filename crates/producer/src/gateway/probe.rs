@@ -6,10 +6,11 @@ use std::{sync::Arc, time::Duration};
 use rdkafka::producer::Producer;
 use tokio_util::sync::CancellationToken;
 
+use centile_runtime::kafka_health::{probe_topics_of, KAFKA_CHECK};
+
 use super::Gateway;
 
 const PROBE_INTERVAL: Duration = Duration::from_millis(500);
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Asks the broker for the latency topic's metadata every half second.
 pub async fn watch_broker(gateway: Arc<Gateway>, stop: CancellationToken) {
@@ -17,30 +18,19 @@ pub async fn watch_broker(gateway: Arc<Gateway>, stop: CancellationToken) {
     loop {
         let probe = gateway.clone();
         let topic = topic.clone();
-        let up = tokio::task::spawn_blocking(move || {
-            probe
-                .publisher
-                .producer()
-                .client()
-                .fetch_metadata(Some(&topic), PROBE_TIMEOUT)
-                .map(|metadata| {
-                    metadata
-                        .topics()
-                        .iter()
-                        .all(|t| t.error().is_none() && !t.partitions().is_empty())
-                })
-                .unwrap_or(false)
+        let outcome = tokio::task::spawn_blocking(move || {
+            probe_topics_of(probe.publisher.producer().client(), &[topic])
         })
         .await
-        .unwrap_or(false);
-        if gateway.readiness.is_ready() != up {
-            if up {
-                tracing::info!("broker reachable: accepting events");
-            } else {
-                tracing::warn!("broker unreachable: answering 503");
-            }
+        .unwrap_or_else(|e| Err(format!("probe failed: {e}")));
+        let up = outcome.is_ok();
+        // Readiness logs each change (a warning when the broker goes away).
+        match outcome {
+            Ok(()) => gateway.readiness.pass(KAFKA_CHECK),
+            Err(reason) => gateway
+                .readiness
+                .fail(KAFKA_CHECK, format!("{reason}; answering 503")),
         }
-        gateway.readiness.set("kafka", up);
         gateway.metrics.broker_up.set(i64::from(up));
         gateway
             .metrics
