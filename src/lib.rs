@@ -8,6 +8,7 @@
 pub mod api_kit;
 pub mod bench_kit;
 pub mod gateway_kit;
+pub mod prometheus_kit;
 pub mod secure_kit;
 pub mod testkit;
 pub mod truth;
