@@ -22,7 +22,7 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use centile::testkit::{eventually, metric_sum, metric_value, now_ms, TestEnv};
+use centile::testkit::{eventually, metric_sum, now_ms, TestEnv};
 use centile_events::{encode_with, Decoded, Event, Framing, LatencyEvent, Schemas};
 use centile_producer::EventPublisher;
 use centile_runtime::{

@@ -29,7 +29,7 @@ use centile_runtime::{
         send_all, OutMessage,
     },
     kafka_health::{
-        probe_topics_of, wait_for_brokers, watch_brokers, ConsumerLag, COMMIT_CHECK, KAFKA_CHECK,
+        probe_topics_of, start_up, watch_brokers, ConsumerLag, COMMIT_CHECK, KAFKA_CHECK,
         PRODUCE_CHECK,
     },
     registry::SchemaResolver,
@@ -118,26 +118,35 @@ pub async fn run(
     deadline: CancellationToken,
 ) -> Result<(), AggregatorError> {
     let topics = &config.topics;
-    if !wait_for_brokers(&config.kafka, &readiness, &shutdown).await? {
-        return Ok(());
-    }
-    ensure_centile_topics(config).await?;
-    let store = Arc::new(CheckpointStore::new(config)?);
-    let lag = ConsumerLag::new(&config.aggregator.group_id, Some(metrics.consumer.clone()));
-    let assignments = Assignments::new(store.clone(), lag);
-    let consumer: StreamConsumer<Assignments> =
-        consumer_config(&config.kafka, &config.aggregator.group_id)
-            .create_with_context(assignments.clone())?;
     let inputs = [topics.latency.as_str(), topics.usage.as_str()];
-    // In group mode the rebalance callback positions each partition from
-    // its checkpoint; in `all` mode it is done here, once.
-    attach_inputs(&consumer, config.kafka.assignment, &inputs, |tpl| {
-        assignments.position(tpl)
-    })?;
-    let producer: FutureProducer = producer_config(&config.kafka).create()?;
-    let rollup_partitions = partition_count(&producer, &topics.rollups)?;
-    readiness.pass(COMMIT_CHECK);
-    readiness.pass(PRODUCE_CHECK);
+    let setup = || async {
+        ensure_centile_topics(config).await?;
+        let store = Arc::new(CheckpointStore::new(config)?);
+        let lag = ConsumerLag::new(&config.aggregator.group_id, Some(metrics.consumer.clone()));
+        let assignments = Assignments::new(store.clone(), lag);
+        let consumer: StreamConsumer<Assignments> =
+            consumer_config(&config.kafka, &config.aggregator.group_id)
+                .create_with_context(assignments.clone())?;
+        // In group mode the rebalance callback positions each partition from
+        // its checkpoint; in `all` mode it is done here, once.
+        attach_inputs(&consumer, config.kafka.assignment, &inputs, |tpl| {
+            assignments.position(tpl)
+        })?;
+        let producer: FutureProducer = producer_config(&config.kafka).create()?;
+        let rollup_partitions = partition_count(&producer, &topics.rollups)?;
+        Ok::<_, AggregatorError>((store, assignments, consumer, producer, rollup_partitions))
+    };
+    let started = start_up(
+        &config.kafka,
+        &readiness,
+        &shutdown,
+        &[COMMIT_CHECK, PRODUCE_CHECK],
+        setup,
+    )
+    .await?;
+    let Some((store, assignments, consumer, producer, rollup_partitions)) = started else {
+        return Ok(());
+    };
     let probe_client = producer.clone();
     let probe_topics: Vec<String> = inputs.iter().map(|t| (*t).to_owned()).collect();
     let watch_stop = CancellationToken::new();

@@ -14,7 +14,7 @@ use centile_producer::{
 };
 use centile_runtime::{
     kafka::ensure_centile_topics,
-    kafka_health::wait_for_brokers,
+    kafka_health::{start_up, wait_for_brokers},
     service::{run_service, BoxError},
 };
 use clap::{Parser, Subcommand};
@@ -192,10 +192,17 @@ async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
         default_metrics,
         |ctx| async move {
             // Logs what it waits for and says so on /readyz meanwhile.
-            if !wait_for_brokers(&ctx.config.kafka, &ctx.readiness, &ctx.shutdown).await? {
+            let started = start_up(
+                &ctx.config.kafka,
+                &ctx.readiness,
+                &ctx.shutdown,
+                &[],
+                || ensure_centile_topics(&ctx.config),
+            )
+            .await?;
+            if started.is_none() {
                 return Ok(());
             }
-            ensure_centile_topics(&ctx.config).await?;
             let gateway = Arc::new(Gateway::new(
                 &ctx.config,
                 &ctx.registry,

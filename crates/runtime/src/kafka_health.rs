@@ -38,7 +38,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest wait between two start-up attempts.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
 /// One start-up attempt waits at most this long (or kafka.connect_timeout).
-const ATTEMPT: Duration = Duration::from_secs(10);
+const ATTEMPT: Duration = Duration::from_secs(5);
 
 /// Waits until the brokers answer, retrying with backoff and logging each
 /// failed attempt with its reason, while the `kafka` readiness check says
@@ -59,7 +59,12 @@ pub async fn wait_for_brokers(
     );
     let mut wait = Duration::from_secs(1);
     for attempt in 1u32.. {
-        match verify_connection(&attempt_config).await {
+        // A signal ends the wait at once, not after the attempt's timeout.
+        let outcome = tokio::select! {
+            () = shutdown.cancelled() => return Ok(false),
+            outcome = verify_connection(&attempt_config) => outcome,
+        };
+        match outcome {
             Ok(()) => {
                 if attempt > 1 {
                     tracing::info!(brokers = kafka.brokers, attempt, "kafka brokers answer");
@@ -95,6 +100,53 @@ pub async fn wait_for_brokers(
         wait = (wait * 2).min(MAX_RETRY_WAIT);
     }
     unreachable!("the attempts never run out")
+}
+
+/// Runs a service's Kafka start-up (`setup`: topics, consumer, assignment)
+/// once the brokers answer, and again after a failure: a broker that goes
+/// away in the middle of start-up is waited for like one that was never
+/// there, logged and named by `/readyz`, instead of ending the service.
+/// The checks in `pending` fail ("starting") until `setup` succeeds, so the
+/// service is not reported ready before it consumes. Returns `Ok(None)`
+/// when `shutdown` comes first.
+pub async fn start_up<T, E, F, Fut>(
+    kafka: &KafkaConfig,
+    readiness: &Readiness,
+    shutdown: &CancellationToken,
+    pending: &[&'static str],
+    mut setup: F,
+) -> Result<Option<T>, RuntimeError>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    for check in pending {
+        readiness.fail(check, "starting: waiting for the kafka start-up");
+    }
+    let mut wait = Duration::from_secs(1);
+    loop {
+        if !wait_for_brokers(kafka, readiness, shutdown).await? {
+            return Ok(None);
+        }
+        match setup().await {
+            Ok(value) => {
+                for check in pending {
+                    readiness.pass(check);
+                }
+                return Ok(Some(value));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?wait, "kafka start-up failed; retrying");
+                readiness.fail(KAFKA_CHECK, format!("start-up failed: {e}"));
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(None),
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(MAX_RETRY_WAIT);
+    }
 }
 
 /// Whether the brokers answer a metadata request for `topics` with a

@@ -21,7 +21,7 @@ use centile_runtime::{
         send_all,
     },
     kafka_health::{
-        probe_topics_of, wait_for_brokers, watch_brokers, ConsumerLag, COMMIT_CHECK, KAFKA_CHECK,
+        probe_topics_of, start_up, watch_brokers, ConsumerLag, COMMIT_CHECK, KAFKA_CHECK,
         PROBE_INTERVAL, PRODUCE_CHECK,
     },
     registry::SchemaResolver,
@@ -109,22 +109,31 @@ pub async fn run(
     readiness.pass(INSERT_CHECK);
     metrics.clickhouse_up.set(1);
     let topics = &config.topics;
-    if !wait_for_brokers(&config.kafka, &readiness, &shutdown).await? {
-        return Ok(());
-    }
-    ensure_centile_topics(config).await?;
-    let lag = ConsumerLag::new(&config.sink.group_id, Some(metrics.consumer.clone()));
-    let consumer: StreamConsumer<ConsumerLag> =
-        consumer_config(&config.kafka, &config.sink.group_id).create_with_context(lag)?;
     let inputs = [
         topics.latency.as_str(),
         topics.usage.as_str(),
         topics.rollups.as_str(),
     ];
-    // Resume where the group last committed, joined or not.
-    attach_inputs(&consumer, config.kafka.assignment, &inputs, |_| true)?;
-    readiness.pass(COMMIT_CHECK);
-    readiness.pass(PRODUCE_CHECK);
+    let setup = || async {
+        ensure_centile_topics(config).await?;
+        let lag = ConsumerLag::new(&config.sink.group_id, Some(metrics.consumer.clone()));
+        let consumer: StreamConsumer<ConsumerLag> =
+            consumer_config(&config.kafka, &config.sink.group_id).create_with_context(lag)?;
+        // Resume where the group last committed, joined or not.
+        attach_inputs(&consumer, config.kafka.assignment, &inputs, |_| true)?;
+        Ok::<_, SinkError>(consumer)
+    };
+    let started = start_up(
+        &config.kafka,
+        &readiness,
+        &shutdown,
+        &[COMMIT_CHECK, PRODUCE_CHECK],
+        setup,
+    )
+    .await?;
+    let Some(consumer) = started else {
+        return Ok(());
+    };
     let producer: FutureProducer = producer_config(&config.kafka).create()?;
     let watch_stop = CancellationToken::new();
     let probe_client = producer.clone();
