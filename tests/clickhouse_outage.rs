@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use centile::{
-    testkit::{eventually, metric_value, now_ms, CuttableProxy, TestEnv},
+    testkit::{eventually, metric_sum, metric_value, now_ms, CuttableProxy, TestEnv},
     truth::{assert_exact_aggregates, wait_until_complete, Truth},
 };
 use centile_events::Event;
@@ -103,7 +103,33 @@ async fn sink_survives_a_clickhouse_outage_without_loss() {
     .is_some());
     let (status, body) = sink.get("/readyz").await;
     assert_eq!(status, 503, "{body}");
-    assert!(body.contains("\"clickhouse\":false"), "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).expect("readyz json");
+    assert!(
+        answer["failing"]["clickhouse_insert"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("insert failed")),
+        "/readyz names the failing insert: {body}"
+    );
+    // The probe names the unreachable server too, writes or not.
+    eventually(
+        "the clickhouse probe to fail",
+        Duration::from_secs(20),
+        || async {
+            let (_, body) = sink.get("/readyz").await;
+            let answer: serde_json::Value = serde_json::from_str(&body).ok()?;
+            answer["failing"]["clickhouse"].as_str().map(drop)
+        },
+    )
+    .await;
+    let scrape = sink.metrics().await;
+    assert_eq!(
+        metric_value(&scrape, "centile_readiness_check_up{check=\"clickhouse\"}"),
+        Some(0.0)
+    );
+    assert!(
+        metric_sum(&scrape, "centile_sink_insert_failures_total", &[]).unwrap_or(0.0) > 0.0,
+        "failed inserts are counted"
+    );
     // Consumption pauses: after the batch in hand, nothing more is read, so
     // memory stays flat while the backlog waits in the broker.
     tokio::time::sleep(Duration::from_secs(5)).await;

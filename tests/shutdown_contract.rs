@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use centile::testkit::{eventually, PrivateBroker, Service, TestEnv};
+use centile::testkit::{eventually, CuttableProxy, PrivateBroker, Service, TestEnv};
 use centile_producer::{Latency, Outcome};
 
 /// An aggregator that holds open windows, on a broker that is then frozen.
@@ -103,5 +103,73 @@ async fn a_second_signal_exits_at_once() {
         aggregator.log().contains("second signal"),
         "{}",
         aggregator.log()
+    );
+}
+
+/// The sink used to need SIGKILL while ClickHouse was down: it kept
+/// retrying the insert in hand for about 50 s after SIGTERM (compose
+/// allows 30 s). Now the final flush retries until the grace at most.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sink_stops_within_the_grace_while_clickhouse_is_down() {
+    let mut env = TestEnv::new("shutdown_sink");
+    let clickhouse = env
+        .config
+        .clickhouse
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("clickhouse host:port");
+    let proxy = CuttableProxy::start(clickhouse).await;
+    env.set("CENTILE_CLICKHOUSE_URL", &format!("http://{}", proxy.addr));
+    env.set("CENTILE_SERVICE_SHUTDOWN_GRACE", "3s");
+    env.create_topics().await;
+    let publisher = env.publisher().await;
+    let mut sink = env.spawn("centile-sink", &[]);
+    eventually("the sink to be ready", Duration::from_secs(60), || async {
+        sink.metrics_if_up().await?;
+        (sink.get("/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+
+    proxy.cut();
+    let events: Vec<centile_events::Event> = (0..50)
+        .map(|_| {
+            Latency {
+                tenant_id: "t",
+                model_id: "m",
+                provider: "p",
+                tool: "tool",
+                response_time: Duration::from_millis(100),
+                outcome: Outcome::Success,
+            }
+            .event()
+            .into()
+        })
+        .collect();
+    publisher.send_batch(&events).await.expect("publish");
+    eventually(
+        "the sink to retry a failed insert",
+        Duration::from_secs(60),
+        || async {
+            sink.log()
+                .contains("clickhouse insert failed")
+                .then_some(())
+        },
+    )
+    .await;
+
+    let started = Instant::now();
+    sink.send_sigterm();
+    let status = sink.wait_exit(Duration::from_secs(60));
+    let took = started.elapsed();
+    proxy.restore();
+    assert!(
+        took < Duration::from_secs(15),
+        "stopped after {took:?}:\n{}",
+        sink.log()
+    );
+    assert!(
+        !status.success(),
+        "a batch that was never written is not a clean exit: {status:?}"
     );
 }

@@ -18,6 +18,7 @@ mod error;
 pub mod gateway;
 pub mod generator;
 pub mod import;
+pub mod load;
 mod publisher;
 
 pub use builder::{epoch_ms, new_event_id, Latency, LatencyBuilder, Outcome, Usage, UsageBuilder};

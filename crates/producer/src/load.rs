@@ -10,7 +10,7 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use centile_producer::{
+use crate::{
     generator::{Generator, GeneratorConfig},
     EventPublisher, ProducerError,
 };

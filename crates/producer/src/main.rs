@@ -2,15 +2,13 @@
 //! makes realistic load, `import` loads history from files, `new-key` and
 //! `hash-key` manage gateway API keys.
 
-mod load;
-
 use std::{io::Read, path::PathBuf, sync::Arc, time::Duration};
 
 use centile_producer::{
     gateway::{self, hash_key, EventKind, Gateway},
     generator::GeneratorConfig,
     import::{self, input::Format, report::Counters, ImportOptions},
-    EventPublisher,
+    load, EventPublisher,
 };
 use centile_runtime::{
     kafka::ensure_centile_topics,

@@ -203,7 +203,7 @@ impl ServiceMetrics {
             )?,
             readiness: declare.gauge_vec(
                 "centile_readiness_check_up",
-                "1 while a readiness check passes, 0 while it fails (then /readyz is 503 and names it). Checks: kafka (the brokers answer), kafka_commit, kafka_produce, clickhouse.",
+                "1 while a readiness check passes, 0 while it fails (then /readyz is 503 and names it). Checks: kafka (the brokers answer a metadata probe), kafka_commit and kafka_produce (the last commit or publish succeeded), clickhouse (answers a probe), clickhouse_insert (the last insert succeeded).",
                 &[Label::Open("check")],
             )?,
         };
