@@ -3,6 +3,8 @@
 //! the topic/partition pairs this instance is assigned.
 
 use centile_events::DecodeError;
+
+use crate::engine::SourcePos;
 use centile_runtime::{
     kafka_health::ConsumerMetrics,
     metrics::{Declare, Label, DURATION_BUCKETS},
@@ -143,7 +145,11 @@ impl Tally {
         self.events[kind_index(kind)] += 1;
     }
 
-    pub fn refused(&mut self, kind: &str, reason: &'static str) {
+    /// An internal event: logs a skipped message (at debug: the sink
+    /// dead-letters the same message and warns about it) and counts it.
+    pub fn refused(&mut self, kind: &str, pos: &SourcePos<'_>, error: &DecodeError) {
+        tracing::debug!(topic = pos.topic, partition = pos.partition, offset = pos.offset, %error, "skipping a refused message");
+        let reason = error.kind();
         let k = kind_index(kind);
         match self
             .refused

@@ -379,10 +379,7 @@ impl Runner<'_> {
                 } else {
                     "latency"
                 };
-                // One call logs and counts the refusal (the sink
-                // dead-letters the same message and warns about it).
-                self.tally.refused(kind, e.kind());
-                tracing::debug!(topic = pos.topic, partition = pos.partition, offset = pos.offset, error = %e, "skipping a refused message");
+                self.tally.refused(kind, &pos, &e);
             }
         }
     }

@@ -131,7 +131,16 @@ impl BatchTally {
         self.messages[i] += 1;
     }
 
-    pub fn refused(&mut self, kind: &str, reason: &'static str) {
+    /// An internal event: logs a refused message and counts it, in one
+    /// call. The count reaches the metrics when the batch, with its dead
+    /// letter, is written.
+    pub fn dead_lettered(&mut self, kind: &str, at: (&str, i32, i64), error: &DecodeError) {
+        let (topic, partition, offset) = at;
+        tracing::warn!(topic, partition, offset, reason = %error, "dead-lettering message");
+        self.refused(kind, error.kind());
+    }
+
+    fn refused(&mut self, kind: &str, reason: &'static str) {
         let k = KINDS.iter().position(|r| *r == kind).unwrap_or(0);
         match self
             .refused

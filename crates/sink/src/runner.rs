@@ -342,11 +342,10 @@ impl Sink<'_> {
             }),
         });
         if let Err(error) = outcome {
-            // One call site logs and counts a refusal; the count reaches
-            // the metrics when the batch (with its dead letter) is written.
-            tracing::warn!(topic, partition, offset, reason = %error, "dead-lettering message");
             let kind = if role == "rollups" { "rollup" } else { role };
-            batch.tally.refused(kind, error.kind());
+            batch
+                .tally
+                .dead_lettered(kind, (topic, partition, offset), &error);
             let origin = Origin {
                 topic,
                 partition,
