@@ -2,7 +2,7 @@
 //! statement. Labels are bounded: kinds, reasons (all created at zero), and
 //! the topic/partition pairs this instance is assigned.
 
-use centile_events::DecodeError;
+use centile_events::{DecodeError, SchemaKind};
 
 use crate::engine::SourcePos;
 use centile_runtime::{
@@ -62,7 +62,7 @@ impl AggregatorMetrics {
             legacy_fingerprint_messages: d.counter_vec(
                 "centile_aggregator_legacy_fingerprint_messages_total",
                 "Single-object messages whose header carries the schema fingerprint in the deprecated reversed byte order; still read during the deprecation window. By schema kind.",
-                &[Label::Known("kind", &KINDS)],
+                &[Label::Known("kind", &SchemaKind::LABELS)],
             )?,
             late_events: d.counter(
                 "centile_aggregator_late_events_total",
@@ -130,7 +130,7 @@ impl AggregatorMetrics {
 pub struct Tally {
     events: [u64; 2],
     refused: Vec<(usize, &'static str, u64)>,
-    legacy: [u64; 2],
+    legacy: [u64; 5],
     late: u64,
     duplicates: u64,
     imported_skipped: u64,
@@ -161,8 +161,9 @@ impl Tally {
         }
     }
 
-    pub fn legacy(&mut self, kind: &str) {
-        self.legacy[kind_index(kind)] += 1;
+    pub fn legacy(&mut self, kind: SchemaKind) {
+        let i = SchemaKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        self.legacy[i] += 1;
     }
 
     pub fn late(&mut self) {
@@ -186,11 +187,13 @@ impl Tally {
                     .with_label_values(&[kind])
                     .inc_by(self.events[k]);
             }
-            if self.legacy[k] > 0 {
+        }
+        for (i, kind) in SchemaKind::LABELS.iter().enumerate() {
+            if self.legacy[i] > 0 {
                 metrics
                     .legacy_fingerprint_messages
                     .with_label_values(&[kind])
-                    .inc_by(self.legacy[k]);
+                    .inc_by(self.legacy[i]);
             }
         }
         for (k, reason, n) in self.refused.drain(..) {

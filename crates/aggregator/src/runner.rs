@@ -238,7 +238,7 @@ impl Runner<'_> {
     /// Counts a message framed with the deprecated reversed fingerprint
     /// order, and warns once per writer schema.
     fn note_legacy(&mut self, legacy: LegacyFingerprint, pos: &SourcePos<'_>) {
-        self.tally.legacy(legacy.kind.label());
+        self.tally.legacy(legacy.kind);
         if self.legacy_warned.insert(legacy.fingerprint) {
             tracing::warn!(
                 kind = legacy.kind.label(),

@@ -37,6 +37,15 @@ impl SchemaKind {
         SchemaKind::Watermark,
     ];
 
+    /// Every [`SchemaKind::label`], in the order of [`SchemaKind::ALL`].
+    pub const LABELS: [&'static str; 5] = [
+        "latency_event",
+        "usage_event",
+        "latency_pane",
+        "usage_pane",
+        "watermark",
+    ];
+
     /// A short, bounded label for metrics (`latency_event`, `watermark`).
     pub fn label(self) -> &'static str {
         match self {
@@ -267,6 +276,12 @@ fn fingerprint(schema: &Schema) -> [u8; 8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_list_every_kind_in_order() {
+        let labels: Vec<&str> = SchemaKind::ALL.iter().map(|k| k.label()).collect();
+        assert_eq!(labels, SchemaKind::LABELS);
+    }
 
     fn writer(kind: SchemaKind) -> WriterSchema {
         WriterSchema {

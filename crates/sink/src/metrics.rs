@@ -2,7 +2,7 @@
 //! statement. Every known label value (roles, kinds, reasons, tables) is
 //! created at zero, so the first failure of a kind shows in `rate()`.
 
-use centile_events::DecodeError;
+use centile_events::{DecodeError, SchemaKind};
 use centile_runtime::{
     kafka_health::ConsumerMetrics,
     metrics::{Declare, Label, DURATION_BUCKETS},
@@ -73,7 +73,7 @@ impl SinkMetrics {
             legacy_fingerprint_messages: d.counter_vec(
                 "centile_sink_legacy_fingerprint_messages_total",
                 "Single-object messages whose header carries the schema fingerprint in the deprecated reversed byte order; still read during the deprecation window. By schema kind.",
-                &[Label::Known("kind", &["latency", "usage"])],
+                &[Label::Known("kind", &SchemaKind::LABELS)],
             )?,
             flush_duration: d.histogram(
                 "centile_sink_flush_duration_seconds",
@@ -122,7 +122,7 @@ impl SinkMetrics {
 pub struct BatchTally {
     messages: [u64; 3],
     refused: Vec<(usize, &'static str, u64)>,
-    legacy: [u64; 2],
+    legacy: [u64; 5],
 }
 
 impl BatchTally {
@@ -152,8 +152,9 @@ impl BatchTally {
         }
     }
 
-    pub fn legacy(&mut self, kind: &str) {
-        self.legacy[usize::from(kind == "usage")] += 1;
+    pub fn legacy(&mut self, kind: SchemaKind) {
+        let i = SchemaKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        self.legacy[i] += 1;
     }
 
     pub fn add_to(&self, metrics: &SinkMetrics) {
@@ -165,7 +166,7 @@ impl BatchTally {
                     .inc_by(self.messages[i]);
             }
         }
-        for (i, kind) in ["latency", "usage"].iter().enumerate() {
+        for (i, kind) in SchemaKind::LABELS.iter().enumerate() {
             if self.legacy[i] > 0 {
                 metrics
                     .legacy_fingerprint_messages

@@ -264,7 +264,7 @@ impl Sink<'_> {
         message: &BorrowedMessage<'_>,
         batch: &mut Batch,
     ) {
-        batch.tally.legacy(legacy.kind.label());
+        batch.tally.legacy(legacy.kind);
         let first = self
             .legacy_warned
             .lock()
