@@ -86,8 +86,10 @@ pub struct KafkaConfig {
     /// (https-style hostname verification). Turn off only for brokers whose
     /// certificates name no usable host.
     pub ssl_endpoint_identification: bool,
-    /// How long a service waits at start-up for the brokers to answer.
-    /// Authentication and TLS failures end the wait at once.
+    /// How long one start-up check waits for the brokers to answer (a
+    /// service's attempts last at most 5 s and are retried until the
+    /// brokers answer; one-shot commands give up after it). Authentication
+    /// and TLS failures end the wait at once.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// Producer compression: `none`, `gzip`, `snappy`, `lz4` or `zstd`.
