@@ -101,6 +101,21 @@ impl TestEnv {
     }
 
     /// Creates this test's topics.
+    /// Puts a [`CuttableProxy`] between the services this env spawns and
+    /// ClickHouse; the test's own queries still go straight to ClickHouse.
+    pub async fn proxy_clickhouse(&mut self) -> CuttableProxy {
+        let target = self
+            .config
+            .clickhouse
+            .url
+            .trim_start_matches("http://")
+            .parse()
+            .expect("clickhouse host:port");
+        let proxy = CuttableProxy::start(target).await;
+        self.set("CENTILE_CLICKHOUSE_URL", &format!("http://{}", proxy.addr));
+        proxy
+    }
+
     pub async fn create_topics(&self) {
         ensure_centile_topics(&self.config).await.expect(
             "topics can be created on the local broker (is `deploy/local/stack up` running?)",

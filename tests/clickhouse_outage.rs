@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use centile::{
-    testkit::{eventually, metric_sum, metric_value, now_ms, CuttableProxy, TestEnv},
+    testkit::{eventually, metric_sum, metric_value, now_ms, TestEnv},
     truth::{assert_exact_aggregates, wait_until_complete, Truth},
 };
 use centile_events::Event;
@@ -17,15 +17,7 @@ use rdkafka::{consumer::BaseConsumer, consumer::Consumer};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_survives_a_clickhouse_outage_without_loss() {
     let mut env = TestEnv::new("outage");
-    let clickhouse = env
-        .config
-        .clickhouse
-        .url
-        .trim_start_matches("http://")
-        .parse()
-        .expect("clickhouse host:port");
-    let proxy = CuttableProxy::start(clickhouse).await;
-    env.set("CENTILE_CLICKHOUSE_URL", &format!("http://{}", proxy.addr));
+    let proxy = env.proxy_clickhouse().await;
     env.set("CENTILE_TOPIC_PARTITIONS", "2");
     env.set("CENTILE_SINK_RETRY_MAX_BACKOFF", "1s");
     let mut sink = env.spawn("centile-sink", &[]);

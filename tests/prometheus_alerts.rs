@@ -42,7 +42,7 @@ use centile::{
         dashboard_queries, dashboard_variable_queries, grafana_substitute, metric_names,
         TestPrometheus,
     },
-    testkit::{eventually, now_ms, workspace_root, CuttableProxy, PrivateBroker, Service, TestEnv},
+    testkit::{eventually, now_ms, workspace_root, PrivateBroker, Service, TestEnv},
 };
 use centile_runtime::kafka::{producer_config, send_all, OutMessage};
 use serde_json::{json, Value};
@@ -326,19 +326,8 @@ async fn dashboard_and_alerts_on_a_real_prometheus() {
     env.config.kafka.brokers = broker.brokers();
     // Producers ride out the broker outage instead of failing.
     env.set("CENTILE_KAFKA_DELIVERY_TIMEOUT", "300s");
-    let clickhouse_addr = env
-        .config
-        .clickhouse
-        .url
-        .trim_start_matches("http://")
-        .parse()
-        .expect("clickhouse host:port");
     // The test's own queries (env.query_u64) go straight to ClickHouse.
-    let clickhouse = CuttableProxy::start(clickhouse_addr).await;
-    env.set(
-        "CENTILE_CLICKHOUSE_URL",
-        &format!("http://{}", clickhouse.addr),
-    );
+    let clickhouse = env.proxy_clickhouse().await;
     env.set("CENTILE_SINK_RETRY_MAX_BACKOFF", "1s");
     env.create_topics().await;
 

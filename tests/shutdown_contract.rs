@@ -8,19 +8,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use centile::testkit::{eventually, CuttableProxy, PrivateBroker, Service, TestEnv};
+use centile::testkit::{eventually, PrivateBroker, Service, TestEnv};
 use centile_producer::{Latency, Outcome};
 
-/// An aggregator that holds open windows, on a broker that is then frozen.
-async fn aggregator_with_frozen_broker(name: &str) -> (PrivateBroker, Service) {
-    let broker = PrivateBroker::start(name);
-    let mut env = TestEnv::new(name);
-    env.config.kafka.brokers = broker.brokers();
-    env.set("CENTILE_KAFKA_BROKERS", &broker.brokers());
-    env.set("CENTILE_SERVICE_SHUTDOWN_GRACE", "3s");
-    let publisher = env.publisher().await;
-    let aggregator = env.spawn("centile-aggregator", &[]);
-    let events: Vec<centile_events::Event> = (0..50)
+/// `n` calls of one series, happening now.
+fn latency_events(n: usize) -> Vec<centile_events::Event> {
+    (0..n)
         .map(|_| {
             Latency {
                 tenant_id: "t",
@@ -33,8 +26,22 @@ async fn aggregator_with_frozen_broker(name: &str) -> (PrivateBroker, Service) {
             .event()
             .into()
         })
-        .collect();
-    publisher.send_batch(&events).await.expect("publish");
+        .collect()
+}
+
+/// An aggregator that holds open windows, on a broker that is then frozen.
+async fn aggregator_with_frozen_broker(name: &str) -> (PrivateBroker, Service) {
+    let broker = PrivateBroker::start(name);
+    let mut env = TestEnv::new(name);
+    env.config.kafka.brokers = broker.brokers();
+    env.set("CENTILE_KAFKA_BROKERS", &broker.brokers());
+    env.set("CENTILE_SERVICE_SHUTDOWN_GRACE", "3s");
+    let publisher = env.publisher().await;
+    let aggregator = env.spawn("centile-aggregator", &[]);
+    publisher
+        .send_batch(&latency_events(50))
+        .await
+        .expect("publish");
     eventually(
         "the aggregator to read the events",
         Duration::from_secs(60),
@@ -112,15 +119,7 @@ async fn a_second_signal_exits_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sink_stops_within_the_grace_while_clickhouse_is_down() {
     let mut env = TestEnv::new("shutdown_sink");
-    let clickhouse = env
-        .config
-        .clickhouse
-        .url
-        .trim_start_matches("http://")
-        .parse()
-        .expect("clickhouse host:port");
-    let proxy = CuttableProxy::start(clickhouse).await;
-    env.set("CENTILE_CLICKHOUSE_URL", &format!("http://{}", proxy.addr));
+    let proxy = env.proxy_clickhouse().await;
     env.set("CENTILE_SERVICE_SHUTDOWN_GRACE", "3s");
     env.create_topics().await;
     let publisher = env.publisher().await;
@@ -132,21 +131,10 @@ async fn the_sink_stops_within_the_grace_while_clickhouse_is_down() {
     .await;
 
     proxy.cut();
-    let events: Vec<centile_events::Event> = (0..50)
-        .map(|_| {
-            Latency {
-                tenant_id: "t",
-                model_id: "m",
-                provider: "p",
-                tool: "tool",
-                response_time: Duration::from_millis(100),
-                outcome: Outcome::Success,
-            }
-            .event()
-            .into()
-        })
-        .collect();
-    publisher.send_batch(&events).await.expect("publish");
+    publisher
+        .send_batch(&latency_events(50))
+        .await
+        .expect("publish");
     eventually(
         "the sink to retry a failed insert",
         Duration::from_secs(60),

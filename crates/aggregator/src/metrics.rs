@@ -7,7 +7,7 @@ use centile_events::{DecodeError, SchemaKind};
 use crate::engine::SourcePos;
 use centile_runtime::{
     kafka_health::ConsumerMetrics,
-    metrics::{Declare, Label, DURATION_BUCKETS},
+    metrics::{Declare, Label, Pending, DURATION_BUCKETS},
 };
 use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
@@ -128,42 +128,28 @@ impl AggregatorMetrics {
 /// loop and added to the metrics once per flush.
 #[derive(Debug, Default)]
 pub struct Tally {
-    events: [u64; 2],
-    refused: Vec<(usize, &'static str, u64)>,
-    legacy: [u64; 5],
+    events: Pending<1>,
+    refused: Pending<2>,
+    legacy: Pending<1>,
     late: u64,
     duplicates: u64,
     imported_skipped: u64,
 }
 
-fn kind_index(kind: &str) -> usize {
-    usize::from(kind == "usage")
-}
-
 impl Tally {
-    pub fn event(&mut self, kind: &str) {
-        self.events[kind_index(kind)] += 1;
+    pub fn event(&mut self, kind: &'static str) {
+        self.events.add([kind]);
     }
 
     /// An internal event: logs a skipped message (at debug: the sink
     /// dead-letters the same message and warns about it) and counts it.
-    pub fn refused(&mut self, kind: &str, pos: &SourcePos<'_>, error: &DecodeError) {
+    pub fn refused(&mut self, kind: &'static str, pos: &SourcePos<'_>, error: &DecodeError) {
         tracing::debug!(topic = pos.topic, partition = pos.partition, offset = pos.offset, %error, "skipping a refused message");
-        let reason = error.kind();
-        let k = kind_index(kind);
-        match self
-            .refused
-            .iter_mut()
-            .find(|(i, r, _)| *i == k && *r == reason)
-        {
-            Some((_, _, n)) => *n += 1,
-            None => self.refused.push((k, reason, 1)),
-        }
+        self.refused.add([kind, error.kind()]);
     }
 
     pub fn legacy(&mut self, kind: SchemaKind) {
-        let i = SchemaKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
-        self.legacy[i] += 1;
+        self.legacy.add([kind.label()]);
     }
 
     pub fn late(&mut self) {
@@ -180,34 +166,15 @@ impl Tally {
 
     /// Adds the counts to `metrics` and starts over.
     pub fn flush(&mut self, metrics: &AggregatorMetrics) {
-        for (k, kind) in KINDS.iter().enumerate() {
-            if self.events[k] > 0 {
-                metrics
-                    .events
-                    .with_label_values(&[kind])
-                    .inc_by(self.events[k]);
-            }
-        }
-        for (i, kind) in SchemaKind::LABELS.iter().enumerate() {
-            if self.legacy[i] > 0 {
-                metrics
-                    .legacy_fingerprint_messages
-                    .with_label_values(&[kind])
-                    .inc_by(self.legacy[i]);
-            }
-        }
-        for (k, reason, n) in self.refused.drain(..) {
-            metrics
-                .refused
-                .with_label_values(&[KINDS[k], reason])
-                .inc_by(n);
-        }
-        metrics.late_events.inc_by(self.late);
-        metrics.duplicates.inc_by(self.duplicates);
-        metrics.imported_skipped.inc_by(self.imported_skipped);
-        *self = Self {
-            refused: std::mem::take(&mut self.refused),
-            ..Self::default()
-        };
+        self.events.flush_into(&metrics.events);
+        self.refused.flush_into(&metrics.refused);
+        self.legacy.flush_into(&metrics.legacy_fingerprint_messages);
+        metrics.late_events.inc_by(std::mem::take(&mut self.late));
+        metrics
+            .duplicates
+            .inc_by(std::mem::take(&mut self.duplicates));
+        metrics
+            .imported_skipped
+            .inc_by(std::mem::take(&mut self.imported_skipped));
     }
 }

@@ -28,10 +28,7 @@ use centile_runtime::{
         attach_inputs, close_consumer, consumer_config, ensure_centile_topics, producer_config,
         send_all, OutMessage,
     },
-    kafka_health::{
-        probe_topics_of, start_up, watch_brokers, ConsumerLag, COMMIT_CHECK, KAFKA_CHECK,
-        PRODUCE_CHECK,
-    },
+    kafka_health::{start_up, BrokerWatch, ConsumerLag, COMMIT_CHECK, KAFKA_CHECK, PRODUCE_CHECK},
     registry::SchemaResolver,
     retry::{with_backoff, Backoff},
     telemetry::Readiness,
@@ -122,7 +119,7 @@ pub async fn run(
     let setup = || async {
         ensure_centile_topics(config).await?;
         let store = Arc::new(CheckpointStore::new(config)?);
-        let lag = ConsumerLag::new(&config.aggregator.group_id, Some(metrics.consumer.clone()));
+        let lag = ConsumerLag::new(&config.aggregator.group_id, metrics.consumer.clone());
         let assignments = Assignments::new(store.clone(), lag);
         let consumer: StreamConsumer<Assignments> =
             consumer_config(&config.kafka, &config.aggregator.group_id)
@@ -147,14 +144,7 @@ pub async fn run(
     let Some((store, assignments, consumer, producer, rollup_partitions)) = started else {
         return Ok(());
     };
-    let probe_client = producer.clone();
-    let probe_topics: Vec<String> = inputs.iter().map(|t| (*t).to_owned()).collect();
-    let watch_stop = CancellationToken::new();
-    let watch = tokio::spawn(watch_brokers(
-        move || probe_topics_of(probe_client.client(), &probe_topics),
-        readiness.clone(),
-        watch_stop.clone(),
-    ));
+    let watch = BrokerWatch::start(&producer, &inputs, &readiness);
 
     let mut runner = Runner {
         config,
@@ -177,8 +167,7 @@ pub async fn run(
         readiness: readiness.clone(),
     };
     let result = runner.consume(&consumer, &shutdown, &deadline).await;
-    watch_stop.cancel();
-    let _ = watch.await;
+    watch.stop().await;
     readiness.fail(KAFKA_CHECK, "stopping");
     close_consumer(consumer, Duration::from_secs(5));
     result

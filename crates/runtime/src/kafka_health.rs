@@ -13,6 +13,7 @@ use prometheus::{IntGaugeVec, Registry};
 use rdkafka::{
     client::{Client, ClientContext},
     consumer::ConsumerContext,
+    producer::{FutureProducer, Producer},
     statistics::Statistics,
 };
 use tokio_util::sync::CancellationToken;
@@ -197,6 +198,33 @@ where
     }
 }
 
+/// The `kafka` readiness probe of a consumer service, through its producer.
+#[derive(Debug)]
+pub struct BrokerWatch {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BrokerWatch {
+    /// Probes `topics` through `producer`'s client (see [`watch_brokers`]).
+    pub fn start(producer: &FutureProducer, topics: &[&str], readiness: &Readiness) -> Self {
+        let producer = producer.clone();
+        let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(watch_brokers(
+            move || probe_topics_of(producer.client(), &topics),
+            readiness.clone(),
+            stop.clone(),
+        ));
+        Self { stop, task }
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
 /// Log-end offsets, committed offsets and lag per input partition.
 #[derive(Debug, Clone)]
 pub struct ConsumerMetrics {
@@ -240,12 +268,12 @@ impl ConsumerMetrics {
 #[derive(Debug, Clone)]
 pub struct ConsumerLag {
     group: String,
-    metrics: Option<ConsumerMetrics>,
+    metrics: ConsumerMetrics,
     exported: Arc<Mutex<HashSet<(String, String)>>>,
 }
 
 impl ConsumerLag {
-    pub fn new(group: &str, metrics: Option<ConsumerMetrics>) -> Self {
+    pub fn new(group: &str, metrics: ConsumerMetrics) -> Self {
         Self {
             group: group.to_owned(),
             metrics,
@@ -254,9 +282,7 @@ impl ConsumerLag {
     }
 
     pub fn record(&self, stats: &Statistics) {
-        let Some(metrics) = &self.metrics else {
-            return;
-        };
+        let metrics = &self.metrics;
         let mut now = HashSet::new();
         for (topic, t) in &stats.topics {
             for (id, p) in &t.partitions {

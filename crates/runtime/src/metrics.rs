@@ -179,6 +179,35 @@ fn known_combinations(labels: &[Label]) -> Vec<Vec<&'static str>> {
     combinations
 }
 
+/// Counts by label values, kept in plain integers by a hot loop and added
+/// to a counter vector once per batch.
+#[derive(Debug)]
+pub struct Pending<const N: usize> {
+    counts: Vec<([&'static str; N], u64)>,
+}
+
+impl<const N: usize> Default for Pending<N> {
+    fn default() -> Self {
+        Self { counts: Vec::new() }
+    }
+}
+
+impl<const N: usize> Pending<N> {
+    pub fn add(&mut self, labels: [&'static str; N]) {
+        match self.counts.iter_mut().find(|(l, _)| *l == labels) {
+            Some((_, n)) => *n += 1,
+            None => self.counts.push((labels, 1)),
+        }
+    }
+
+    /// Adds every count to `metric` and starts over.
+    pub fn flush_into(&mut self, metric: &IntCounterVec) {
+        for (labels, n) in self.counts.drain(..) {
+            metric.with_label_values(&labels).inc_by(n);
+        }
+    }
+}
+
 /// Latency buckets for request and flush durations, 1 ms to 30 s.
 pub const DURATION_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,

@@ -57,15 +57,6 @@ impl Readiness {
         }
     }
 
-    /// Marks `check` passing or failing (with a generic reason).
-    pub fn set(&self, check: &'static str, ready: bool) {
-        if ready {
-            self.pass(check);
-        } else {
-            self.fail(check, "failing");
-        }
-    }
-
     pub fn pass(&self, check: &'static str) {
         self.update(check, None);
     }
@@ -100,14 +91,6 @@ impl Readiness {
     pub fn is_ready(&self) -> bool {
         let checks = self.checks.lock().expect("readiness lock");
         !checks.is_empty() && checks.values().all(Option::is_none)
-    }
-
-    /// Whether `check` has reported and passes.
-    pub fn passes(&self, check: &str) -> bool {
-        matches!(
-            self.checks.lock().expect("readiness lock").get(check),
-            Some(None)
-        )
     }
 
     /// The `/readyz` answer: 200 when ready, else 503, with a body naming
@@ -256,7 +239,7 @@ mod tests {
                 .status(),
             503
         );
-        readiness.set("kafka", true);
+        readiness.pass("kafka");
         assert_eq!(
             http.get(format!("{base}/readyz"))
                 .send()

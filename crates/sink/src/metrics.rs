@@ -5,7 +5,7 @@
 use centile_events::{DecodeError, SchemaKind};
 use centile_runtime::{
     kafka_health::ConsumerMetrics,
-    metrics::{Declare, Label, DURATION_BUCKETS},
+    metrics::{Declare, Label, Pending, DURATION_BUCKETS},
 };
 use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
@@ -120,65 +120,32 @@ impl SinkMetrics {
 /// Per-message counts of one batch, added to the metrics when it is written.
 #[derive(Debug, Default)]
 pub struct BatchTally {
-    messages: [u64; 3],
-    refused: Vec<(usize, &'static str, u64)>,
-    legacy: [u64; 5],
+    messages: Pending<1>,
+    refused: Pending<2>,
+    legacy: Pending<1>,
 }
 
 impl BatchTally {
-    pub fn message(&mut self, role: &str) {
-        let i = ROLES.iter().position(|r| *r == role).unwrap_or(0);
-        self.messages[i] += 1;
+    pub fn message(&mut self, role: &'static str) {
+        self.messages.add([role]);
     }
 
     /// An internal event: logs a refused message and counts it, in one
     /// call. The count reaches the metrics when the batch, with its dead
     /// letter, is written.
-    pub fn dead_lettered(&mut self, kind: &str, at: (&str, i32, i64), error: &DecodeError) {
+    pub fn dead_lettered(&mut self, kind: &'static str, at: (&str, i32, i64), error: &DecodeError) {
         let (topic, partition, offset) = at;
         tracing::warn!(topic, partition, offset, reason = %error, "dead-lettering message");
-        self.refused(kind, error.kind());
-    }
-
-    fn refused(&mut self, kind: &str, reason: &'static str) {
-        let k = KINDS.iter().position(|r| *r == kind).unwrap_or(0);
-        match self
-            .refused
-            .iter_mut()
-            .find(|(i, r, _)| *i == k && *r == reason)
-        {
-            Some((_, _, n)) => *n += 1,
-            None => self.refused.push((k, reason, 1)),
-        }
+        self.refused.add([kind, error.kind()]);
     }
 
     pub fn legacy(&mut self, kind: SchemaKind) {
-        let i = SchemaKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
-        self.legacy[i] += 1;
+        self.legacy.add([kind.label()]);
     }
 
-    pub fn add_to(&self, metrics: &SinkMetrics) {
-        for (i, role) in ROLES.iter().enumerate() {
-            if self.messages[i] > 0 {
-                metrics
-                    .messages
-                    .with_label_values(&[role])
-                    .inc_by(self.messages[i]);
-            }
-        }
-        for (i, kind) in SchemaKind::LABELS.iter().enumerate() {
-            if self.legacy[i] > 0 {
-                metrics
-                    .legacy_fingerprint_messages
-                    .with_label_values(&[kind])
-                    .inc_by(self.legacy[i]);
-            }
-        }
-        for (k, reason, n) in &self.refused {
-            metrics
-                .refused
-                .with_label_values(&[KINDS[*k], reason])
-                .inc_by(*n);
-        }
+    pub fn add_to(&mut self, metrics: &SinkMetrics) {
+        self.messages.flush_into(&metrics.messages);
+        self.refused.flush_into(&metrics.refused);
+        self.legacy.flush_into(&metrics.legacy_fingerprint_messages);
     }
 }

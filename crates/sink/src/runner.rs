@@ -21,8 +21,8 @@ use centile_runtime::{
         send_all,
     },
     kafka_health::{
-        probe_topics_of, start_up, watch_brokers, ConsumerLag, COMMIT_CHECK, KAFKA_CHECK,
-        PROBE_INTERVAL, PRODUCE_CHECK,
+        start_up, BrokerWatch, ConsumerLag, COMMIT_CHECK, KAFKA_CHECK, PROBE_INTERVAL,
+        PRODUCE_CHECK,
     },
     registry::SchemaResolver,
     retry::{with_backoff, Backoff},
@@ -32,7 +32,7 @@ use centile_runtime::{
 use rdkafka::{
     consumer::{CommitMode, Consumer, StreamConsumer},
     message::BorrowedMessage,
-    producer::{FutureProducer, Producer},
+    producer::FutureProducer,
     Message, Offset, TopicPartitionList,
 };
 use tokio::time::Instant;
@@ -116,7 +116,7 @@ pub async fn run(
     ];
     let setup = || async {
         ensure_centile_topics(config).await?;
-        let lag = ConsumerLag::new(&config.sink.group_id, Some(metrics.consumer.clone()));
+        let lag = ConsumerLag::new(&config.sink.group_id, metrics.consumer.clone());
         let consumer: StreamConsumer<ConsumerLag> =
             consumer_config(&config.kafka, &config.sink.group_id).create_with_context(lag)?;
         // Resume where the group last committed, joined or not.
@@ -135,14 +135,8 @@ pub async fn run(
         return Ok(());
     };
     let producer: FutureProducer = producer_config(&config.kafka).create()?;
+    let broker_watch = BrokerWatch::start(&producer, &inputs, &readiness);
     let watch_stop = CancellationToken::new();
-    let probe_client = producer.clone();
-    let probe_topics: Vec<String> = inputs.iter().map(|t| (*t).to_owned()).collect();
-    let broker_watch = tokio::spawn(watch_brokers(
-        move || probe_topics_of(probe_client.client(), &probe_topics),
-        readiness.clone(),
-        watch_stop.clone(),
-    ));
     let clickhouse_watch = tokio::spawn(watch_clickhouse(
         config.clickhouse.clone(),
         readiness.clone(),
@@ -176,7 +170,7 @@ pub async fn run(
     let result = sink.consume(&consumer, &shutdown, &deadline).await;
     retention.abort();
     watch_stop.cancel();
-    let _ = tokio::join!(broker_watch, clickhouse_watch);
+    let _ = tokio::join!(broker_watch.stop(), clickhouse_watch);
     readiness.fail(KAFKA_CHECK, "stopping");
     close_consumer(consumer, Duration::from_secs(5));
     result
@@ -381,7 +375,7 @@ impl Sink<'_> {
     async fn flush(
         &self,
         consumer: &StreamConsumer<ConsumerLag>,
-        batch: Batch,
+        mut batch: Batch,
         stop: &CancellationToken,
     ) -> Result<Batch, SinkError> {
         if batch.is_empty() {
