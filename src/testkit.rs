@@ -153,6 +153,11 @@ impl TestEnv {
         let child = Command::new(bin_path(bin))
             .args(args)
             .envs(self.env())
+            // Gateways of parallel tests must not share the OTLP/gRPC port.
+            .env(
+                "CENTILE_GATEWAY_OTLP_GRPC_ADDR",
+                format!("127.0.0.1:{}", free_port()),
+            )
             .envs(extra.iter().cloned())
             .env("CENTILE_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
             .stdin(Stdio::null())
@@ -309,8 +314,25 @@ impl Drop for Service {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // A failing test shows what its services said last: CI keeps the
+        // test's output, not the log files.
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+            eprintln!(
+                "--- last {} lines of {} ({}) ---\n{}",
+                tail.len(),
+                self.name,
+                self.log_path.display(),
+                tail.join("\n")
+            );
+        }
     }
 }
+
+/// How much of each service's log a failing test prints.
+const LOG_TAIL_LINES: usize = 30;
 
 /// Resident memory of process `pid` in bytes, from `/proc`.
 pub fn rss_of(pid: u32) -> Option<u64> {

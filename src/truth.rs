@@ -305,6 +305,7 @@ pub async fn wait_until_complete(
     timeout: std::time::Duration,
 ) {
     let (latency, usage) = (truth.latency_events, truth.usage_events);
+    let seen = LastSeen::default();
     crate::testkit::eventually("views to account for every event", timeout, || async {
         for g in Tier::ALL {
             let calls = env
@@ -314,6 +315,9 @@ pub async fn wait_until_complete(
                 .query_u64(&format!("SELECT sum(request_count) FROM {}", usage_view(g)))
                 .await?;
             if (calls, requests) != (latency, usage) {
+                seen.note(format!(
+                    "{g:?} views: {calls} of {latency} calls, {requests} of {usage} requests"
+                ));
                 return None;
             }
         }
@@ -323,9 +327,31 @@ pub async fn wait_until_complete(
         let raw_usage = env
             .query_u64("SELECT count() FROM usage_events_dedup")
             .await?;
+        seen.note(format!(
+            "raw tables: {raw_latency} of {latency} latency, {raw_usage} of {usage} usage events"
+        ));
         ((raw_latency, raw_usage) == (latency, usage)).then_some(())
     })
     .await;
+}
+
+/// The last state a wait observed, printed if the wait times out.
+#[derive(Default)]
+struct LastSeen(std::sync::Mutex<String>);
+
+impl LastSeen {
+    fn note(&self, state: String) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = state;
+    }
+}
+
+impl Drop for LastSeen {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            eprintln!("last seen before the timeout: {state}");
+        }
+    }
 }
 
 /// How the view percentiles compared with the exact ones.

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use centile::{
-    testkit::{eventually, metric_value, now_ms, Service, TestEnv},
+    testkit::{eventually, metric_sum, metric_value, now_ms, Service, TestEnv},
     truth::{
         assert_exact_aggregates, assert_percentiles, assert_raw_exactly_once, wait_until_complete,
         PercentileReport, Truth,
@@ -224,9 +224,12 @@ impl Restartable {
             || async {
                 let scrape = self.service.metrics_if_up().await?;
                 let active = match self.bin {
-                    "centile-aggregator" => scrape
-                        .lines()
-                        .any(|l| l.starts_with("centile_aggregator_partitions_assigned_total{")),
+                    // The series exist at zero from start: active means at
+                    // least one partition was actually assigned.
+                    "centile-aggregator" => {
+                        metric_sum(&scrape, "centile_aggregator_partitions_assigned_total", &[])
+                            .is_some_and(|n| n > 0.0)
+                    }
                     _ => {
                         ["latency", "usage", "rollups"].iter().any(|role| {
                             metric_value(

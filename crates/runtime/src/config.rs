@@ -509,10 +509,34 @@ pub struct GatewayConfig {
     /// byte: slow-header and slow-body clients are cut off.
     #[serde(with = "humantime_serde")]
     pub read_timeout: Duration,
+    /// Serve OTLP/gRPC (`TraceService/Export`) on `otlp_grpc_addr`, with
+    /// the HTTP listener's connection limits.
+    pub otlp_grpc: bool,
+    pub otlp_grpc_addr: SocketAddr,
+    /// How GenAI spans become events. Each attribute list is tried in
+    /// order, on the span and then on its resource; the first found wins.
+    /// The latency event's `tool` (else `otlp_default_tool`).
+    pub otlp_tool_attributes: Vec<String>,
+    pub otlp_default_tool: String,
+    /// The usage event's `feature` (else `otlp_default_feature`).
+    pub otlp_feature_attributes: Vec<String>,
+    pub otlp_default_feature: String,
+    /// The model; a span with none of these is not a model call and is
+    /// ignored.
+    pub otlp_model_attributes: Vec<String>,
+    /// The provider; a model call without one is refused.
+    pub otlp_provider_attributes: Vec<String>,
+    /// The usage event's `user_id`.
+    pub otlp_user_attributes: Vec<String>,
+    /// Performance-affecting parameters: parameter name → span attribute.
+    pub otlp_parameters: BTreeMap<String, String>,
+    /// CloudEvents `type` → the kind it carries (`latency` or `usage`).
+    pub cloudevents_types: BTreeMap<String, String>,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
+        let strings = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect();
         Self {
             addr: ([127, 0, 0, 1], 8088).into(),
             max_body_bytes: 5 * 1024 * 1024,
@@ -528,6 +552,36 @@ impl Default for GatewayConfig {
             max_connections: 1024,
             idle_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(60),
+            otlp_grpc: true,
+            otlp_grpc_addr: ([127, 0, 0, 1], 4317).into(),
+            otlp_tool_attributes: strings(&["gen_ai.tool.name", "gen_ai.operation.name"]),
+            otlp_default_tool: "model".into(),
+            otlp_feature_attributes: strings(&[
+                "centile.feature",
+                "gen_ai.agent.name",
+                "service.name",
+            ]),
+            otlp_default_feature: "default".into(),
+            otlp_model_attributes: strings(&["gen_ai.request.model", "gen_ai.response.model"]),
+            otlp_provider_attributes: strings(&["gen_ai.provider.name", "gen_ai.system"]),
+            otlp_user_attributes: strings(&["user.id", "enduser.id"]),
+            otlp_parameters: [
+                ("temperature", "gen_ai.request.temperature"),
+                ("max_tokens", "gen_ai.request.max_tokens"),
+                ("top_p", "gen_ai.request.top_p"),
+                ("stream", "gen_ai.request.stream"),
+                ("reasoning_effort", "gen_ai.request.reasoning_effort"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+            cloudevents_types: [
+                ("centile.latency", "latency"),
+                ("centile.usage", "usage"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
         }
     }
 }
@@ -620,6 +674,24 @@ impl ApiConfig {
     }
 }
 
+impl GatewayConfig {
+    fn validate(&self) -> Result<(), RuntimeError> {
+        for (kind, value) in &self.cloudevents_types {
+            if !matches!(value.as_str(), "latency" | "usage") {
+                return Err(RuntimeError::Config(format!(
+                    "gateway.cloudevents_types (CENTILE_GATEWAY_CLOUDEVENTS_TYPES): {kind:?} maps to {value:?}; the kinds are latency and usage"
+                )));
+            }
+        }
+        if self.otlp_model_attributes.is_empty() {
+            return Err(RuntimeError::Config(
+                "gateway.otlp_model_attributes (CENTILE_GATEWAY_OTLP_MODEL_ATTRIBUTES) must name at least one attribute: without a model no span is a model call".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Sections and the environment prefixes that reach them, longest first.
 const ENV_SECTIONS: [(&str, &str); 15] = [
     ("RETENTION_", "retention"),
@@ -688,6 +760,7 @@ impl Config {
         self.kafka.validate()?;
         self.clickhouse.validate()?;
         self.api.validate()?;
+        self.gateway.validate()?;
         self.retention.validate(&self.admission)
     }
 }

@@ -79,6 +79,45 @@ impl Rejection {
         }
     }
 
+    /// How long to wait before retrying, for the refusals worth a retry.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after } | Self::Unavailable { retry_after, .. } => {
+                Some(*retry_after)
+            }
+            _ => None,
+        }
+    }
+
+    /// One line for protocols with a message and no problem list (OTLP's
+    /// `google.rpc.Status`): what went wrong, with the first problems.
+    pub fn message(&self) -> String {
+        let listed = |problems: &[Problem]| {
+            let shown: Vec<String> = problems
+                .iter()
+                .take(MAX_LISTED)
+                .map(|p| match p.index {
+                    Some(index) => format!("[{index}] {}: {}", p.field, p.reason),
+                    None => format!("{}: {}", p.field, p.reason),
+                })
+                .collect();
+            shown.join("; ")
+        };
+        match self {
+            Self::Unauthorized(message) => (*message).to_owned(),
+            Self::Forbidden { tenant, indexes } => format!(
+                "{} item(s) name a tenant other than the key's ({tenant}); nothing was published",
+                indexes.len()
+            ),
+            Self::RateLimited { .. } => "too many requests for this key".into(),
+            Self::TooLarge(message) | Self::UnsupportedMediaType(message) => message.clone(),
+            Self::Invalid(problems) => format!("nothing was published: {}", listed(problems)),
+            Self::Conflict { message, problems } => format!("{message}: {}", listed(problems)),
+            Self::Disconnected(message) => format!("the client went away: {message}"),
+            Self::Unavailable { reason, .. } => reason.clone(),
+        }
+    }
+
     /// The bounded `reason` label of the rejected-events metric.
     pub fn reason(&self) -> &'static str {
         match self {

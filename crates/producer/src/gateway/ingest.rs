@@ -180,7 +180,7 @@ async fn accept(
             .with_label_values(&[kind.label()])
             .inc_by(collapsed as u64);
     }
-    publish(gateway, kind, &grant.tenant, events, prints, &kept).await?;
+    publish(gateway, &grant.tenant, events, prints, &kept).await?;
     if let Some((key, print)) = request {
         gateway.recent.remember(key, print, Instant::now());
     }
@@ -221,7 +221,7 @@ fn idempotency_key_of(headers: &HeaderMap) -> Result<Option<String>, Rejection> 
 /// A digest of an event's canonical content (its fields as JSON, in the
 /// schema's order), to tell a true duplicate from an id reused for other
 /// content.
-fn content_print(event: &Event) -> Fingerprint {
+pub(super) fn content_print(event: &Event) -> Fingerprint {
     let (tag, json) = match event {
         Event::Latency(e) => ("latency", serde_json::to_vec(e)),
         Event::Usage(e) => ("usage", serde_json::to_vec(e)),
@@ -231,20 +231,23 @@ fn content_print(event: &Event) -> Fingerprint {
 
 /// The events left to publish, their fingerprints, and their positions in
 /// the request.
-type Collapsed = (Vec<Event>, Vec<Fingerprint>, Vec<usize>);
+pub(super) type Collapsed = (Vec<Event>, Vec<Fingerprint>, Vec<usize>);
 
 /// Collapses identical copies of one event id in a request to the first
 /// (returning the request positions of the events kept), or refuses the request when copies
 /// with the same id differ: each such position is listed under `event_id`.
-fn collapse(events: Vec<Event>, prints: Vec<Fingerprint>) -> Result<Collapsed, Rejection> {
-    let mut first: HashMap<&str, usize> = HashMap::with_capacity(events.len());
+pub(super) fn collapse(
+    events: Vec<Event>,
+    prints: Vec<Fingerprint>,
+) -> Result<Collapsed, Rejection> {
+    let mut first: HashMap<(&str, &str), usize> = HashMap::with_capacity(events.len());
     let mut copies = Vec::new();
     let mut problems = Vec::new();
     for (position, event) in events.iter().enumerate() {
         let id = event.event_id();
-        match first.get(id) {
+        match first.get(&(kind_of(event).label(), id)) {
             None => {
-                first.insert(id, position);
+                first.insert((kind_of(event).label(), id), position);
             }
             Some(&original) if prints[original] == prints[position] => copies.push(position),
             Some(&original) => {
@@ -283,7 +286,15 @@ fn collapse(events: Vec<Event>, prints: Vec<Fingerprint>) -> Result<Collapsed, R
     Ok((events, prints, kept))
 }
 
-fn authenticate<'g>(
+/// The kind of an event, as routes and metrics name it.
+pub(super) fn kind_of(event: &Event) -> EventKind {
+    match event {
+        Event::Latency(_) => EventKind::Latency,
+        Event::Usage(_) => EventKind::Usage,
+    }
+}
+
+pub(super) fn authenticate<'g>(
     gateway: &'g Gateway,
     headers: &HeaderMap,
 ) -> Result<([u8; 32], &'g Grant), Rejection> {
@@ -312,7 +323,7 @@ fn authenticate<'g>(
     Ok((hash, grant))
 }
 
-async fn read_body(
+pub(super) async fn read_body(
     gateway: &Gateway,
     headers: &HeaderMap,
     mut body: Body,
@@ -341,7 +352,7 @@ async fn read_body(
     Ok(bytes)
 }
 
-fn unavailable(gateway: &Gateway, reason: impl Into<String>) -> Rejection {
+pub(super) fn unavailable(gateway: &Gateway, reason: impl Into<String>) -> Rejection {
     Rejection::Unavailable {
         reason: reason.into(),
         retry_after: gateway.retry_after(),
@@ -353,9 +364,8 @@ fn unavailable(gateway: &Gateway, reason: impl Into<String>) -> Rejection {
 /// The send runs as its own task that holds the in-flight reservation until
 /// the producer settles, so a request answered 503 at the deadline still
 /// records its ids once they are acknowledged, and a retry finds them.
-async fn publish(
+pub(super) async fn publish(
     gateway: &Arc<Gateway>,
-    kind: EventKind,
     tenant: &str,
     events: Vec<Event>,
     prints: Vec<Fingerprint>,
@@ -364,7 +374,7 @@ async fn publish(
     let all_keys: Vec<(IdKey, Fingerprint)> = events
         .iter()
         .zip(prints)
-        .map(|(e, print)| (id_key(tenant, e.event_id()), print))
+        .map(|(e, print)| (id_key(tenant, kind_of(e).label(), e.event_id()), print))
         .collect();
     let fresh_positions = match gateway.recent.claim(&all_keys, Instant::now()) {
         Claim::Conflict(positions) => {
@@ -394,13 +404,14 @@ async fn publish(
         }
         Claim::Publish(positions) => positions,
     };
-    let repeated = events.len() - fresh_positions.len();
-    if repeated > 0 {
-        gateway
-            .metrics
-            .deduplicated
-            .with_label_values(&[kind.label()])
-            .inc_by(repeated as u64);
+    for (position, event) in events.iter().enumerate() {
+        if fresh_positions.binary_search(&position).is_err() {
+            gateway
+                .metrics
+                .deduplicated
+                .with_label_values(&[kind_of(event).label()])
+                .inc();
+        }
     }
     if fresh_positions.is_empty() {
         return Ok(());

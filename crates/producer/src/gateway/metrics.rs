@@ -7,10 +7,24 @@ use centile_runtime::{
     listener::ConnectionMetrics,
     metrics::{Declare, Label, DURATION_BUCKETS},
 };
+use std::time::Instant;
+
 use prometheus::{Histogram, HistogramVec, IntCounterVec, IntGauge, Registry};
 
-/// The ingest routes.
-pub const ROUTES: [&str; 2] = ["/v1/events/latency", "/v1/events/usage"];
+use super::otlp::Exported;
+
+/// The ingest routes; gRPC exports count under the service method.
+pub const ROUTES: [&str; 5] = [
+    "/v1/events/latency",
+    "/v1/events/usage",
+    "/v1/events",
+    "/v1/traces",
+    GRPC_EXPORT,
+];
+/// The OTLP/gRPC trace export, as a `route`.
+pub const GRPC_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+/// What became of an exported span.
+const SPAN_OUTCOMES: [&str; 3] = ["accepted", "ignored", "rejected"];
 /// Every status the ingest routes answer.
 pub const CODES: [&str; 12] = [
     "200", "202", "400", "401", "403", "409", "413", "415", "429", "499", "500", "503",
@@ -35,6 +49,7 @@ pub struct GatewayMetrics {
     pub accepted: IntCounterVec,
     pub refused: IntCounterVec,
     pub deduplicated: IntCounterVec,
+    pub spans: IntCounterVec,
     pub duration: HistogramVec,
     pub ack_duration: Histogram,
     pub queue_messages: IntGauge,
@@ -66,6 +81,11 @@ impl GatewayMetrics {
                 "centile_gateway_events_deduplicated_total",
                 "Events of accepted requests not published again: the broker had already acknowledged their ids.",
                 &[Label::Known("kind", &KINDS)],
+            )?,
+            spans: d.counter_vec(
+                "centile_gateway_spans_total",
+                "OTLP spans received: accepted (a model call, published as events), ignored (not a model call) or rejected (a model call that cannot be an event, reported as a partial success).",
+                &[Label::Known("outcome", &SPAN_OUTCOMES)],
             )?,
             duration: d.histogram_vec(
                 "centile_gateway_request_duration_seconds",
@@ -102,5 +122,28 @@ impl GatewayMetrics {
                 )?,
             },
         })
+    }
+}
+
+impl GatewayMetrics {
+    /// Counts one answered request of `route`.
+    pub fn answered(&self, route: &str, code: axum::http::StatusCode, started: Instant) {
+        self.requests
+            .with_label_values(&[route, code.as_str()])
+            .inc();
+        self.duration
+            .with_label_values(&[route])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Counts the spans of one export.
+    pub fn count_spans(&self, exported: &Exported) {
+        for (outcome, n) in [
+            ("accepted", exported.accepted_spans),
+            ("ignored", exported.ignored_spans),
+            ("rejected", exported.rejected_spans),
+        ] {
+            self.spans.with_label_values(&[outcome]).inc_by(n as u64);
+        }
     }
 }

@@ -1,20 +1,29 @@
 //! The HTTP ingest gateway, `centile-producer serve`.
 //!
-//! `POST /v1/events/latency` and `POST /v1/events/usage` take one JSON
-//! object, a JSON array or NDJSON. A request is all or nothing: it is
+//! - `POST /v1/events/latency` and `POST /v1/events/usage` take one JSON
+//!   object, a JSON array or NDJSON ([`ingest`]);
+//! - `POST /v1/events` takes CloudEvents 1.0 ([`cloudevents`]);
+//! - `POST /v1/traces` and OTLP/gRPC take OpenTelemetry GenAI spans
+//!   ([`otlp`]).
+//!
+//! On the JSON and CloudEvents routes a request is all or nothing: it is
 //! authenticated (bearer key → tenant), rate-limited per key, size-checked,
 //! every event is validated, and only then is anything published; the
 //! answer is `202` once the broker has acknowledged every event. Nothing
-//! else is ever published for a refused request.
+//! else is ever published for a refused request. OTLP keeps the same
+//! checks but rejects a malformed model-call span alone, as a partial
+//! success (see [`otlp`]).
 
 mod answer;
 pub mod body;
+pub mod cloudevents;
 pub mod fields;
 pub mod ids;
 mod ingest;
 mod keys;
 mod metrics;
 mod openapi;
+pub mod otlp;
 mod probe;
 pub mod problem;
 mod rate;
@@ -152,6 +161,8 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/v1/events/latency", post(ingest::latency))
         .route("/v1/events/usage", post(ingest::usage))
+        .route(cloudevents::ROUTE, post(cloudevents::ingest))
+        .route(otlp::http::ROUTE, post(otlp::http::traces))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi::serve))
@@ -178,6 +189,19 @@ pub async fn run(
         },
         gateway.metrics.connections.clone(),
     );
+    let grpc = match &gateway.settings {
+        settings if settings.otlp_grpc => {
+            let listener = TcpListener::bind(settings.otlp_grpc_addr).await?;
+            tracing::info!(addr = %listener.local_addr()?, "OTLP/gRPC listening");
+            Some(tokio::spawn(otlp::grpc::run(
+                listener,
+                gateway.clone(),
+                shutdown.clone(),
+                deadline.clone(),
+            )))
+        }
+        _ => None,
+    };
     let serving = axum::serve(listener, router(gateway.clone()))
         .with_graceful_shutdown(shutdown.cancelled_owned());
     let served = tokio::select! {
@@ -187,6 +211,13 @@ pub async fn run(
             Ok(())
         }
     };
+    if let Some(grpc) = grpc {
+        match grpc.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "OTLP/gRPC server ended with an error"),
+            Err(e) => tracing::warn!(error = %e, "OTLP/gRPC server panicked"),
+            Ok(Ok(())) => {}
+        }
+    }
     probe_stop.cancel();
     let _ = probe.await;
     let flush_timeout = gateway.settings.ack_timeout;

@@ -48,11 +48,14 @@ pub fn fingerprint(parts: &[&[u8]]) -> Fingerprint {
     hasher.finalize()[..16].try_into().expect("16 bytes")
 }
 
-/// The key of one tenant's event id.
-pub fn id_key(tenant: &str, event_id: &str) -> IdKey {
+/// The key of one tenant's event id of one kind: a latency and a usage
+/// event of one model call (an OTLP span) share their id.
+pub fn id_key(tenant: &str, kind: &str, event_id: &str) -> IdKey {
     let mut hasher = Sha256::new();
     hasher.update((tenant.len() as u64).to_be_bytes());
     hasher.update(tenant.as_bytes());
+    hasher.update((kind.len() as u64).to_be_bytes());
+    hasher.update(kind.as_bytes());
     hasher.update(event_id.as_bytes());
     hasher.finalize()[..16].try_into().expect("16 bytes")
 }
@@ -202,7 +205,7 @@ mod tests {
 
     fn keys(n: usize) -> Vec<(IdKey, Fingerprint)> {
         (0..n)
-            .map(|i| (id_key("t", &i.to_string()), SAME))
+            .map(|i| (id_key("t", "latency", &i.to_string()), SAME))
             .collect()
     }
 
@@ -210,20 +213,21 @@ mod tests {
     fn acknowledged_ids_are_skipped_per_tenant_for_the_window() {
         let recent = RecentIds::new(Duration::from_secs(600), 100);
         let start = Instant::now();
-        let a = (id_key("acme", "e-1"), SAME);
+        let a = (id_key("acme", "latency", "e-1"), SAME);
         assert_eq!(recent.claim(&[a], start), Claim::Publish(vec![0]));
         recent.settle(&[a], true, start);
-        let b = (id_key("acme", "e-2"), SAME);
+        let b = (id_key("acme", "latency", "e-2"), SAME);
         let later = start + Duration::from_secs(599);
         assert_eq!(recent.claim(&[a, b], later), Claim::Publish(vec![1]));
         recent.settle(&[b], true, later);
         let expired = start + Duration::from_secs(600);
         assert_eq!(recent.claim(&[a], expired), Claim::Publish(vec![0]));
         assert_eq!(
-            recent.claim(&[(id_key("globex", "e-1"), SAME)], start),
+            recent.claim(&[(id_key("globex", "latency", "e-1"), SAME)], start),
             Claim::Publish(vec![0])
         );
-        assert_ne!(id_key("ab", "c"), id_key("a", "bc"));
+        assert_ne!(id_key("ab", "latency", "c"), id_key("a", "latency", "bc"));
+        assert_ne!(id_key("a", "latency", "e-1"), id_key("a", "usage", "e-1"));
     }
 
     #[test]
@@ -270,10 +274,10 @@ mod tests {
     fn an_id_or_key_with_other_content_conflicts() {
         let recent = RecentIds::new(Duration::from_secs(600), 100);
         let now = Instant::now();
-        let id = id_key("acme", "e-1");
+        let id = id_key("acme", "latency", "e-1");
         let other = [1; 16];
         recent.settle(&[(id, SAME)], true, now);
-        let fresh = (id_key("acme", "e-2"), SAME);
+        let fresh = (id_key("acme", "latency", "e-2"), SAME);
         assert_eq!(
             recent.claim(&[fresh, (id, other)], now),
             Claim::Conflict(vec![1])
@@ -285,7 +289,7 @@ mod tests {
         );
         assert_eq!(recent.claim(&[(id, SAME)], now), Claim::Publish(vec![]));
         let key = idempotency_key("acme", "req-1");
-        assert_ne!(key, id_key("acme", "req-1"));
+        assert_ne!(key, id_key("acme", "latency", "req-1"));
         assert!(!recent.conflicts(&key, &SAME, now));
         recent.remember(key, SAME, now);
         assert!(!recent.conflicts(&key, &SAME, now));
