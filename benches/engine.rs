@@ -130,7 +130,7 @@ fn gateway(c: &mut Criterion) {
                 .map(|e| {
                     let Event::Latency(l) = e else { unreachable!() };
                     (
-                        id_key("bench", e.event_id()),
+                        id_key("bench", "latency", e.event_id()),
                         encode(&schemas, &Decoded::Latency(l.clone())),
                     )
                 })

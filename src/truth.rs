@@ -47,6 +47,8 @@ pub struct UsageTruth {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub cost_usd_nanos: i64,
+    /// Token classes: cache-read and cache-write input, reasoning output.
+    pub token_classes: [i64; 3],
 }
 
 /// Exact per-window aggregates of every event added.
@@ -105,6 +107,13 @@ impl Truth {
                     t.input_tokens += e.input_tokens;
                     t.output_tokens += e.output_tokens;
                     t.cost_usd_nanos += e.cost_usd_nanos;
+                    for (sum, class) in t.token_classes.iter_mut().zip([
+                        e.cache_read_input_tokens,
+                        e.cache_write_input_tokens,
+                        e.reasoning_output_tokens,
+                    ]) {
+                        *sum += class.unwrap_or(0);
+                    }
                 }
             }
         }
@@ -157,6 +166,9 @@ pub struct UsageViewRow {
     pub total_input_tokens: i64,
     pub total_output_tokens: i64,
     pub total_cost_usd: String,
+    pub total_cache_read_input_tokens: i64,
+    pub total_cache_write_input_tokens: i64,
+    pub total_reasoning_output_tokens: i64,
 }
 
 pub fn latency_view(g: Tier) -> String {
@@ -200,7 +212,9 @@ pub async fn fetch_latency(
 pub async fn fetch_usage(client: &clickhouse::Client, g: Tier) -> BTreeMap<UsageKey, UsageViewRow> {
     let sql = format!(
         "SELECT window_start, tenant_id, model_id, provider, feature, request_count, \
-         total_input_tokens, total_output_tokens, toString(total_cost_usd) FROM {}",
+         total_input_tokens, total_output_tokens, toString(total_cost_usd), \
+         total_cache_read_input_tokens, total_cache_write_input_tokens, \
+         total_reasoning_output_tokens FROM {}",
         usage_view(g)
     );
     let rows: Vec<UsageViewRow> = client
@@ -281,17 +295,23 @@ pub async fn assert_exact_aggregates(client: &clickhouse::Client, truth: &Truth)
                 row.total_input_tokens,
                 row.total_output_tokens,
                 dollars_to_nanos(&row.total_cost_usd),
+                [
+                    row.total_cache_read_input_tokens,
+                    row.total_cache_write_input_tokens,
+                    row.total_reasoning_output_tokens,
+                ],
             );
             let want = (
                 t.requests,
                 t.input_tokens,
                 t.output_tokens,
                 t.cost_usd_nanos,
+                t.token_classes,
             );
             assert_eq!(
                 got,
                 want,
-                "{} {key:?}: counts, tokens and exact cost",
+                "{} {key:?}: counts, tokens by class and exact cost",
                 usage_view(g)
             );
         }

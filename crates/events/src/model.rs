@@ -42,6 +42,15 @@ pub struct UsageEvent {
     pub output_tokens: i64,
     /// Billionths of a US dollar.
     pub cost_usd_nanos: i64,
+    /// Input tokens read from the prompt cache: part of `input_tokens`.
+    #[serde(default)]
+    pub cache_read_input_tokens: Option<i64>,
+    /// Input tokens written to the prompt cache: part of `input_tokens`.
+    #[serde(default)]
+    pub cache_write_input_tokens: Option<i64>,
+    /// Output tokens spent on reasoning: part of `output_tokens`.
+    #[serde(default)]
+    pub reasoning_output_tokens: Option<i64>,
 }
 
 /// Either kind of raw event.

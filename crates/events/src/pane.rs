@@ -74,6 +74,9 @@ pub struct UsagePane {
     pub input_tokens_sum: i64,
     pub output_tokens_sum: i64,
     pub cost_usd_nanos_sum: i64,
+    pub cache_read_input_tokens_sum: i64,
+    pub cache_write_input_tokens_sum: i64,
+    pub reasoning_output_tokens_sum: i64,
 }
 
 /// How far one source partition has been rolled up (`centile.v1.Watermark`).

@@ -18,6 +18,20 @@ const LATENCY_PANE: &str = include_str!("../../../schemas/avro/latency_pane.avsc
 const USAGE_PANE: &str = include_str!("../../../schemas/avro/usage_pane.avsc");
 const WATERMARK: &str = include_str!("../../../schemas/avro/watermark.avsc");
 
+/// Earlier versions of the schemas, still read: producers and aggregators
+/// that have not been upgraded keep writing them, and Avro resolution fills
+/// the fields added since with their defaults.
+pub const HISTORY: [(SchemaKind, &str); 2] = [
+    (
+        SchemaKind::UsageEvent,
+        include_str!("../../../schemas/avro/history/usage_event.v1.avsc"),
+    ),
+    (
+        SchemaKind::UsagePane,
+        include_str!("../../../schemas/avro/history/usage_pane.v1.avsc"),
+    ),
+];
+
 /// Which record a schema describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SchemaKind {
@@ -128,6 +142,11 @@ impl Schemas {
             let fingerprint = fingerprint(&schema);
             schemas.current.insert(kind, (schema.clone(), fingerprint));
             schemas.add_writer(fingerprint, WriterSchema { kind, schema });
+        }
+        for (kind, avsc) in HISTORY {
+            schemas
+                .register_writer(kind, avsc)
+                .expect("bundled schema history parses");
         }
         schemas
     }

@@ -151,6 +151,35 @@ impl Validate for UsageEvent {
         c.tokens("input_tokens", Some(self.input_tokens));
         c.tokens("output_tokens", Some(self.output_tokens));
         c.tokens("cost_usd_nanos", Some(self.cost_usd_nanos));
+        c.tokens("cache_read_input_tokens", self.cache_read_input_tokens);
+        c.tokens("cache_write_input_tokens", self.cache_write_input_tokens);
+        c.tokens("reasoning_output_tokens", self.reasoning_output_tokens);
+        // Cache and reasoning tokens are parts of the input and output
+        // counts (the OpenTelemetry GenAI convention), never added on top.
+        let cached = self
+            .cache_read_input_tokens
+            .unwrap_or(0)
+            .saturating_add(self.cache_write_input_tokens.unwrap_or(0));
+        if self.input_tokens >= 0 && cached > self.input_tokens {
+            c.problems.push(FieldError::new(
+                "cache_read_input_tokens",
+                format!(
+                    "cache reads and writes ({cached}) exceed input_tokens ({}): cache tokens are part of the input count, not added on top",
+                    self.input_tokens
+                ),
+            ));
+        }
+        if let Some(reasoning) = self.reasoning_output_tokens {
+            if self.output_tokens >= 0 && reasoning > self.output_tokens {
+                c.problems.push(FieldError::new(
+                    "reasoning_output_tokens",
+                    format!(
+                        "{reasoning} exceeds output_tokens ({}): reasoning tokens are part of the output count, not added on top",
+                        self.output_tokens
+                    ),
+                ));
+            }
+        }
         c.problems
     }
 }

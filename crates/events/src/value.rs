@@ -291,6 +291,18 @@ pub(crate) fn usage_event_to_value(e: &UsageEvent) -> Value {
         ("input_tokens", Value::Long(e.input_tokens)),
         ("output_tokens", Value::Long(e.output_tokens)),
         ("cost_usd_nanos", Value::Long(e.cost_usd_nanos)),
+        (
+            "cache_read_input_tokens",
+            nullable(e.cache_read_input_tokens.map(Value::Long)),
+        ),
+        (
+            "cache_write_input_tokens",
+            nullable(e.cache_write_input_tokens.map(Value::Long)),
+        ),
+        (
+            "reasoning_output_tokens",
+            nullable(e.reasoning_output_tokens.map(Value::Long)),
+        ),
     ])
 }
 
@@ -307,6 +319,9 @@ pub(crate) fn usage_event_from_value(value: Value) -> Result<UsageEvent, DecodeE
         input_tokens: r.long("input_tokens"),
         output_tokens: r.long("output_tokens"),
         cost_usd_nanos: r.long("cost_usd_nanos"),
+        cache_read_input_tokens: r.opt_long("cache_read_input_tokens"),
+        cache_write_input_tokens: r.opt_long("cache_write_input_tokens"),
+        reasoning_output_tokens: r.opt_long("reasoning_output_tokens"),
     };
     r.finish(event)
 }
@@ -427,6 +442,18 @@ pub(crate) fn usage_pane_to_value(p: &UsagePane) -> Value {
         ("input_tokens_sum", Value::Long(p.input_tokens_sum)),
         ("output_tokens_sum", Value::Long(p.output_tokens_sum)),
         ("cost_usd_nanos_sum", Value::Long(p.cost_usd_nanos_sum)),
+        (
+            "cache_read_input_tokens_sum",
+            Value::Long(p.cache_read_input_tokens_sum),
+        ),
+        (
+            "cache_write_input_tokens_sum",
+            Value::Long(p.cache_write_input_tokens_sum),
+        ),
+        (
+            "reasoning_output_tokens_sum",
+            Value::Long(p.reasoning_output_tokens_sum),
+        ),
     ]);
     record(fields)
 }
@@ -450,6 +477,9 @@ pub(crate) fn usage_pane_from_value(value: Value) -> Result<UsagePane, DecodeErr
         input_tokens_sum: r.long("input_tokens_sum"),
         output_tokens_sum: r.long("output_tokens_sum"),
         cost_usd_nanos_sum: r.long("cost_usd_nanos_sum"),
+        cache_read_input_tokens_sum: r.long("cache_read_input_tokens_sum"),
+        cache_write_input_tokens_sum: r.long("cache_write_input_tokens_sum"),
+        reasoning_output_tokens_sum: r.long("reasoning_output_tokens_sum"),
     };
     r.finish(pane)
 }

@@ -220,6 +220,9 @@ fn decodes_a_message_apache_avro_writes_with_a_registered_writer_schema() {
             input_tokens: 7,
             output_tokens: 9,
             cost_usd_nanos: 9_007_199_254_740_993,
+            cache_read_input_tokens: None,
+            cache_write_input_tokens: None,
+            reasoning_output_tokens: None,
         }))
     );
 }
@@ -283,12 +286,15 @@ fn usage_records() -> (Value, Vec<UsageEvent>) {
             "event_id": "fu-1", "occurred_at": 1_795_435_260_001_i64, "tenant_id": "acme",
             "user_id": "u-42", "model_id": "claude-sonnet-4", "provider": "anthropic",
             "feature": "auto-router", "input_tokens": 1000, "output_tokens": 250,
-            "cost_usd_nanos": 1_234_567_891
+            "cost_usd_nanos": 1_234_567_891, "cache_read_input_tokens": 600,
+            "cache_write_input_tokens": 100, "reasoning_output_tokens": 50
         },
         {
             "event_id": "fu-2", "occurred_at": 0, "tenant_id": "acme", "user_id": null,
             "model_id": "m", "provider": "p", "feature": "image", "input_tokens": 0,
-            "output_tokens": 0, "cost_usd_nanos": 9_223_372_036_854_775_807_i64
+            "output_tokens": 0, "cost_usd_nanos": 9_223_372_036_854_775_807_i64,
+            "cache_read_input_tokens": null, "cache_write_input_tokens": null,
+            "reasoning_output_tokens": null
         }
     ]);
     let events = vec![
@@ -303,6 +309,9 @@ fn usage_records() -> (Value, Vec<UsageEvent>) {
             input_tokens: 1000,
             output_tokens: 250,
             cost_usd_nanos: 1_234_567_891,
+            cache_read_input_tokens: Some(600),
+            cache_write_input_tokens: Some(100),
+            reasoning_output_tokens: Some(50),
         },
         UsageEvent {
             event_id: "fu-2".into(),
@@ -315,6 +324,9 @@ fn usage_records() -> (Value, Vec<UsageEvent>) {
             input_tokens: 0,
             output_tokens: 0,
             cost_usd_nanos: i64::MAX,
+            cache_read_input_tokens: None,
+            cache_write_input_tokens: None,
+            reasoning_output_tokens: None,
         },
     ];
     (records, events)
@@ -410,6 +422,9 @@ fn fastavro_reads_every_kind_centile_writes() {
         input_tokens_sum: 3,
         output_tokens_sum: 4,
         cost_usd_nanos_sum: 9_000_000_001,
+        cache_read_input_tokens_sum: 2,
+        cache_write_input_tokens_sum: 1,
+        reasoning_output_tokens_sum: 3,
     };
     let watermark = Watermark {
         source_topic: "centile.latency.v1".into(),
@@ -449,7 +464,8 @@ fn fastavro_reads_every_kind_centile_writes() {
         "provider": "p", "feature": "chat", "source_topic": "centile.usage.v1",
         "source_partition": 2, "first_offset": 10, "last_offset": 99, "is_final": false,
         "watermark": 5, "requests": 2, "input_tokens_sum": 3, "output_tokens_sum": 4,
-        "cost_usd_nanos_sum": 9_000_000_001_i64
+        "cost_usd_nanos_sum": 9_000_000_001_i64, "cache_read_input_tokens_sum": 2,
+        "cache_write_input_tokens_sum": 1, "reasoning_output_tokens_sum": 3
     }}));
     sent.push(Decoded::Watermark(watermark));
     expected.push(json!({ "kind": "watermark", "record": {
@@ -559,4 +575,60 @@ fn a_reversed_fingerprint_still_decodes_and_is_flagged_legacy() {
             None
         );
     }
+}
+
+/// Schema evolution with an independent writer: fastavro writes usage
+/// events with the first schema (no token classes, its own fingerprint)
+/// and with the current one; both decode, the old ones with the classes
+/// absent, so producers can be upgraded one at a time.
+#[test]
+fn old_and_new_usage_writers_flow_side_by_side() {
+    let schemas = Schemas::new();
+    let old = fastavro_encode(
+        "history/usage_event.v1",
+        json!([{
+            "event_id": "old-1", "occurred_at": 1_795_435_260_001_i64, "tenant_id": "acme",
+            "user_id": null, "model_id": "m", "provider": "p", "feature": "chat",
+            "input_tokens": 40, "output_tokens": 7, "cost_usd_nanos": 11
+        }]),
+    );
+    let new = fastavro_encode(
+        "usage_event",
+        json!([{
+            "event_id": "new-1", "occurred_at": 1_795_435_260_002_i64, "tenant_id": "acme",
+            "user_id": "u", "model_id": "m", "provider": "p", "feature": "chat",
+            "input_tokens": 40, "output_tokens": 7, "cost_usd_nanos": 11,
+            "cache_read_input_tokens": 30, "cache_write_input_tokens": 5,
+            "reasoning_output_tokens": 2
+        }]),
+    );
+    assert_ne!(
+        old[0][2..10],
+        schemas.fingerprint(SchemaKind::UsageEvent),
+        "the old writer names its own schema"
+    );
+    let Decoded::Usage(old) = decode(&schemas, &old[0]).expect("the old schema decodes") else {
+        panic!("a usage event");
+    };
+    assert_eq!(old.event_id, "old-1");
+    assert_eq!(old.input_tokens, 40);
+    assert_eq!(
+        (
+            old.cache_read_input_tokens,
+            old.cache_write_input_tokens,
+            old.reasoning_output_tokens
+        ),
+        (None, None, None)
+    );
+    let Decoded::Usage(new) = decode(&schemas, &new[0]).expect("the new schema decodes") else {
+        panic!("a usage event");
+    };
+    assert_eq!(
+        (
+            new.cache_read_input_tokens,
+            new.cache_write_input_tokens,
+            new.reasoning_output_tokens
+        ),
+        (Some(30), Some(5), Some(2))
+    );
 }

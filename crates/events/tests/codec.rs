@@ -40,6 +40,9 @@ fn usage() -> UsageEvent {
         input_tokens: 1_000,
         output_tokens: 250,
         cost_usd_nanos: 1_234_567_891,
+        cache_read_input_tokens: Some(600),
+        cache_write_input_tokens: Some(100),
+        reasoning_output_tokens: Some(50),
     }
 }
 
@@ -111,6 +114,9 @@ fn every_message_kind_round_trips() {
             input_tokens_sum: 3,
             output_tokens_sum: 4,
             cost_usd_nanos_sum: 9_000_000_001,
+            cache_read_input_tokens_sum: 2,
+            cache_write_input_tokens_sum: 1,
+            reasoning_output_tokens_sum: 3,
         }),
     ];
     for message in messages {

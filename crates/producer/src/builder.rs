@@ -167,6 +167,9 @@ impl Usage<'_> {
             input_tokens: self.input_tokens.into(),
             output_tokens: self.output_tokens.into(),
             cost_usd_nanos: i64::try_from(self.cost_usd_nanos).unwrap_or(i64::MAX),
+            cache_read_input_tokens: None,
+            cache_write_input_tokens: None,
+            reasoning_output_tokens: None,
         })
     }
 }
@@ -180,6 +183,20 @@ impl UsageBuilder {
 
     pub fn user(mut self, user_id: impl Into<String>) -> Self {
         self.0.user_id = Some(user_id.into());
+        self
+    }
+
+    /// Input tokens read from and written to the prompt cache (parts of
+    /// the input count).
+    pub fn cache_tokens(mut self, read: u32, write: u32) -> Self {
+        self.0.cache_read_input_tokens = Some(read.into());
+        self.0.cache_write_input_tokens = Some(write.into());
+        self
+    }
+
+    /// Output tokens spent on reasoning (part of the output count).
+    pub fn reasoning_tokens(mut self, reasoning: u32) -> Self {
+        self.0.reasoning_output_tokens = Some(reasoning.into());
         self
     }
 

@@ -21,6 +21,8 @@ pub struct ModelProfile {
     /// Price per token in billionths of a dollar.
     pub input_nanos_per_token: i64,
     pub output_nanos_per_token: i64,
+    /// Whether part of its output is reasoning.
+    pub reasoning: bool,
 }
 
 pub const MODELS: [ModelProfile; 8] = [
@@ -32,6 +34,7 @@ pub const MODELS: [ModelProfile; 8] = [
         error_rate: 0.015,
         input_nanos_per_token: 2_500,
         output_nanos_per_token: 10_000,
+        reasoning: false,
     },
     ModelProfile {
         model_id: "claude-sonnet-4",
@@ -41,6 +44,7 @@ pub const MODELS: [ModelProfile; 8] = [
         error_rate: 0.012,
         input_nanos_per_token: 3_000,
         output_nanos_per_token: 15_000,
+        reasoning: true,
     },
     ModelProfile {
         model_id: "gemini-2.5-flash",
@@ -50,6 +54,7 @@ pub const MODELS: [ModelProfile; 8] = [
         error_rate: 0.015,
         input_nanos_per_token: 300,
         output_nanos_per_token: 2_500,
+        reasoning: true,
     },
     ModelProfile {
         model_id: "gpt-4o-mini",
@@ -59,6 +64,7 @@ pub const MODELS: [ModelProfile; 8] = [
         error_rate: 0.01,
         input_nanos_per_token: 150,
         output_nanos_per_token: 600,
+        reasoning: false,
     },
     ModelProfile {
         model_id: "claude-haiku-4",
@@ -68,6 +74,7 @@ pub const MODELS: [ModelProfile; 8] = [
         error_rate: 0.008,
         input_nanos_per_token: 800,
         output_nanos_per_token: 4_000,
+        reasoning: false,
     },
     ModelProfile {
         model_id: "gemini-2.5-pro",
@@ -77,6 +84,7 @@ pub const MODELS: [ModelProfile; 8] = [
         error_rate: 0.02,
         input_nanos_per_token: 1_250,
         output_nanos_per_token: 10_000,
+        reasoning: true,
     },
     ModelProfile {
         model_id: "llama-3.3-70b",
@@ -86,6 +94,7 @@ pub const MODELS: [ModelProfile; 8] = [
         error_rate: 0.03,
         input_nanos_per_token: 880,
         output_nanos_per_token: 880,
+        reasoning: false,
     },
     ModelProfile {
         model_id: "mistral-large",
@@ -95,6 +104,7 @@ pub const MODELS: [ModelProfile; 8] = [
         error_rate: 0.02,
         input_nanos_per_token: 2_000,
         output_nanos_per_token: 6_000,
+        reasoning: false,
     },
 ];
 
@@ -263,6 +273,16 @@ impl Generator {
             .random_bool(self.config.usage_ratio.clamp(0.0, 1.0))
             .then(|| {
                 let user = self.rng.random_range(1..=50);
+                // Token classes as providers report them: about half the
+                // calls hit the prompt cache, some fill it, and reasoning
+                // models think; each is part of the input or output count.
+                let cache_read = self
+                    .rng
+                    .random_bool(0.5)
+                    .then(|| self.rng.random_range(0..=input_tokens * 3 / 4));
+                let cache_write = self.rng.random_bool(0.1).then(|| input_tokens / 4);
+                let reasoning = (model.reasoning && output_tokens > 0)
+                    .then(|| self.rng.random_range(0..=output_tokens));
                 UsageEvent {
                     event_id: self.event_id("use"),
                     occurred_at,
@@ -275,6 +295,9 @@ impl Generator {
                     output_tokens,
                     cost_usd_nanos: input_tokens * model.input_nanos_per_token
                         + output_tokens * model.output_nanos_per_token,
+                    cache_read_input_tokens: cache_read,
+                    cache_write_input_tokens: cache_write,
+                    reasoning_output_tokens: reasoning,
                 }
             });
         (latency_event, usage)

@@ -575,13 +575,10 @@ impl Default for GatewayConfig {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
-            cloudevents_types: [
-                ("centile.latency", "latency"),
-                ("centile.usage", "usage"),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
+            cloudevents_types: [("centile.latency", "latency"), ("centile.usage", "usage")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
         }
     }
 }

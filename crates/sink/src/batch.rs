@@ -139,6 +139,9 @@ mod tests {
             output_tokens_sum: 0,
             cost_usd_nanos_sum: 0,
             emitted_at: 0,
+            cache_read_input_tokens_sum: 0,
+            cache_write_input_tokens_sum: 0,
+            reasoning_output_tokens_sum: 0,
         }
     }
 

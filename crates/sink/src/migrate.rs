@@ -68,6 +68,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: Sql::Generated(crate::rollup::sql::migration),
         superseded_checksums: &[],
     },
+    Migration {
+        version: 7,
+        name: "0007_token_classes (generated)",
+        sql: Sql::Generated(crate::rollup::sql::token_classes_migration),
+        superseded_checksums: &[],
+    },
 ];
 
 /// The placeholder generated migrations are checksummed (and printed) with.

@@ -86,6 +86,9 @@ pub struct UsageEventRow {
     pub source_partition: i32,
     pub source_offset: i64,
     pub ingested_at: u32,
+    pub cache_read_input_tokens: Option<i64>,
+    pub cache_write_input_tokens: Option<i64>,
+    pub reasoning_output_tokens: Option<i64>,
 }
 
 impl UsageEventRow {
@@ -105,6 +108,9 @@ impl UsageEventRow {
             source_partition: partition,
             source_offset: offset,
             ingested_at: seconds(now_ms),
+            cache_read_input_tokens: e.cache_read_input_tokens,
+            cache_write_input_tokens: e.cache_write_input_tokens,
+            reasoning_output_tokens: e.reasoning_output_tokens,
         }
     }
 }
@@ -208,6 +214,9 @@ pub struct UsagePaneRow {
     pub output_tokens_sum: i64,
     pub cost_usd_nanos_sum: i64,
     pub emitted_at: u32,
+    pub cache_read_input_tokens_sum: i64,
+    pub cache_write_input_tokens_sum: i64,
+    pub reasoning_output_tokens_sum: i64,
 }
 
 impl UsagePaneRow {
@@ -233,6 +242,9 @@ impl UsagePaneRow {
             output_tokens_sum: p.output_tokens_sum,
             cost_usd_nanos_sum: p.cost_usd_nanos_sum,
             emitted_at: seconds(now_ms),
+            cache_read_input_tokens_sum: p.cache_read_input_tokens_sum,
+            cache_write_input_tokens_sum: p.cache_write_input_tokens_sum,
+            reasoning_output_tokens_sum: p.reasoning_output_tokens_sum,
         }
     }
 }

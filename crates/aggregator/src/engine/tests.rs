@@ -47,6 +47,9 @@ fn usage(at: i64, cost: i64) -> Event {
         input_tokens: 3,
         output_tokens: 4,
         cost_usd_nanos: cost,
+        cache_read_input_tokens: None,
+        cache_write_input_tokens: None,
+        reasoning_output_tokens: None,
     })
 }
 

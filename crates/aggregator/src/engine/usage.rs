@@ -48,6 +48,9 @@ pub(crate) struct UsageAgg {
     input_tokens_sum: i64,
     output_tokens_sum: i64,
     cost_usd_nanos_sum: i64,
+    cache_read_input_tokens_sum: i64,
+    cache_write_input_tokens_sum: i64,
+    reasoning_output_tokens_sum: i64,
     dirty: bool,
 }
 
@@ -60,6 +63,9 @@ impl UsageAgg {
             input_tokens_sum: 0,
             output_tokens_sum: 0,
             cost_usd_nanos_sum: 0,
+            cache_read_input_tokens_sum: 0,
+            cache_write_input_tokens_sum: 0,
+            reasoning_output_tokens_sum: 0,
             dirty: false,
         }
     }
@@ -70,6 +76,9 @@ impl UsageAgg {
         self.input_tokens_sum += e.input_tokens;
         self.output_tokens_sum += e.output_tokens;
         self.cost_usd_nanos_sum += e.cost_usd_nanos;
+        self.cache_read_input_tokens_sum += e.cache_read_input_tokens.unwrap_or(0);
+        self.cache_write_input_tokens_sum += e.cache_write_input_tokens.unwrap_or(0);
+        self.reasoning_output_tokens_sum += e.reasoning_output_tokens.unwrap_or(0);
         self.dirty = true;
     }
 }
@@ -112,6 +121,9 @@ impl Aggregate for UsageAgg {
             input_tokens_sum: self.input_tokens_sum,
             output_tokens_sum: self.output_tokens_sum,
             cost_usd_nanos_sum: self.cost_usd_nanos_sum,
+            cache_read_input_tokens_sum: self.cache_read_input_tokens_sum,
+            cache_write_input_tokens_sum: self.cache_write_input_tokens_sum,
+            reasoning_output_tokens_sum: self.reasoning_output_tokens_sum,
         })
     }
 }

@@ -224,7 +224,10 @@ fn unwrap(
             problems.push(Problem::new(
                 index,
                 "type",
-                format!("{kind:?} is not an event type here; known: {}", known.join(", ")),
+                format!(
+                    "{kind:?} is not an event type here; known: {}",
+                    known.join(", ")
+                ),
             ));
         }
         found
@@ -348,7 +351,15 @@ mod tests {
         let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(
             fields,
-            ["id", "source", "specversion", "type", "datacontenttype", "data", "time"]
+            [
+                "id",
+                "source",
+                "specversion",
+                "type",
+                "datacontenttype",
+                "data",
+                "time"
+            ]
         );
         assert!(problems.iter().all(|p| p.index == Some(4)));
         assert!(problems[3].reason.contains("centile.latency"));

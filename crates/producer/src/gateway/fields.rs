@@ -62,6 +62,9 @@ impl EventKind {
                 ("input_tokens", Integer),
                 ("output_tokens", Integer),
                 ("cost_usd_nanos", Integer),
+                ("cache_read_input_tokens", Integer),
+                ("cache_write_input_tokens", Integer),
+                ("reasoning_output_tokens", Integer),
             ],
         }
     }
@@ -436,6 +439,9 @@ impl Reader<'_> {
             input_tokens: self.integer("input_tokens"),
             output_tokens: self.integer("output_tokens"),
             cost_usd_nanos: self.integer("cost_usd_nanos"),
+            cache_read_input_tokens: self.optional_integer("cache_read_input_tokens"),
+            cache_write_input_tokens: self.optional_integer("cache_write_input_tokens"),
+            reasoning_output_tokens: self.optional_integer("reasoning_output_tokens"),
         }
     }
 

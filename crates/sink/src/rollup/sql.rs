@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 
 use centile_events::sketch::bucket_key_sql;
 
-use super::tiers::{Grouping, Kind, Rollup, Tier};
+use super::tiers::{Grouping, Kind, Rollup, Tier, SCHEMA_VERSION};
 
 /// `window_start` and the kind's dimensions: a stored row's identity.
 fn key(r: Rollup) -> Vec<&'static str> {
@@ -39,8 +39,9 @@ pub fn quantile_sql(sketch: &str, level: f64) -> String {
     format!("arrayElement({sums}, {index}) / arrayElement({counts}, {index})")
 }
 
-/// `CREATE TABLE` for one stored tier of a rollup.
-pub fn create_table(database: &str, r: Rollup, tier: Tier) -> String {
+/// `CREATE TABLE` for one stored tier of a rollup, as migration `as_of`
+/// made it.
+pub fn create_table(database: &str, r: Rollup, tier: Tier, as_of: u32) -> String {
     let kind = r.kind;
     let mut columns = vec![
         "window_start DateTime('UTC')".to_owned(),
@@ -49,7 +50,7 @@ pub fn create_table(database: &str, r: Rollup, tier: Tier) -> String {
     for d in r.dimensions().iter().chain(r.attributes()) {
         columns.push(format!("{d} String"));
     }
-    for m in kind.metrics() {
+    for m in kind.metrics_as_of(as_of) {
         columns.push(format!("{} {}", m.name, m.sql_type));
     }
     if kind.has_sketch() {
@@ -83,12 +84,13 @@ pub fn create_table(database: &str, r: Rollup, tier: Tier) -> String {
     )
 }
 
-/// The stored columns that follow the key, in table order.
-fn value_columns(r: Rollup) -> Vec<&'static str> {
+/// The stored columns that follow the key, in table order, as of
+/// migration `as_of`.
+fn value_columns(r: Rollup, as_of: u32) -> Vec<&'static str> {
     let kind = r.kind;
     let mut cols: Vec<&'static str> = vec!["window_end"];
     cols.extend_from_slice(r.attributes());
-    cols.extend(kind.metrics().iter().map(|m| m.name));
+    cols.extend(kind.metrics_as_of(as_of).map(|m| m.name));
     if kind.has_sketch() {
         cols.extend([
             "sketch_keys",
@@ -106,7 +108,11 @@ fn value_columns(r: Rollup) -> Vec<&'static str> {
 /// One row per key: the highest revision's values as `v_<column>`, and
 /// `v_revision`. `filter` is ANDed into the scan.
 pub fn latest_rows(database: &str, r: Rollup, tier: Tier, filter: &str) -> String {
-    let values: Vec<String> = value_columns(r)
+    latest_rows_as_of(database, r, tier, filter, SCHEMA_VERSION)
+}
+
+fn latest_rows_as_of(database: &str, r: Rollup, tier: Tier, filter: &str, as_of: u32) -> String {
+    let values: Vec<String> = value_columns(r, as_of)
         .iter()
         .map(|c| format!("argMax({c}, revision) AS v_{c}"))
         .collect();
@@ -164,7 +170,7 @@ fn source_rows(database: &str, r: Rollup, tier: Tier, filter: &str) -> String {
             )
         }
         Some((source, source_tier)) => {
-            for c in value_columns(r) {
+            for c in value_columns(r, SCHEMA_VERSION) {
                 cols.push(format!("v_{c} AS s_{c}"));
             }
             cols.push("v_revision AS s_revision".into());
@@ -237,7 +243,7 @@ pub fn compact(database: &str, r: Rollup, tier: Tier, buckets: &BTreeSet<i64>) -
     let mut columns = key(r);
     columns.insert(1, "window_end");
     columns.extend(
-        value_columns(r)
+        value_columns(r, SCHEMA_VERSION)
             .into_iter()
             .filter(|c| !matches!(*c, "window_end" | "coverage" | "panes" | "updated_at")),
     );
@@ -256,7 +262,7 @@ pub fn compact(database: &str, r: Rollup, tier: Tier, buckets: &BTreeSet<i64>) -
 
 /// The analysts' view of one rollup and tier, with the columns the views
 /// have always had, then `window_end` and the sketch for merging.
-pub fn create_view(database: &str, r: Rollup, tier: Tier, view: &str) -> String {
+pub fn create_view(database: &str, r: Rollup, tier: Tier, view: &str, as_of: u32) -> String {
     let d = dims(r);
     let attributes: String = r
         .attributes()
@@ -277,18 +283,30 @@ pub fn create_view(database: &str, r: Rollup, tier: Tier, view: &str) -> String 
     v_revision AS revision, v_updated_at AS updated_at,
     v_window_end AS window_end, v_sketch_keys AS sketch_keys, v_sketch_counts AS sketch_counts, v_sketch_sums AS sketch_sums"
         ),
-        Kind::Usage => format!(
-            "window_start{d},
+        Kind::Usage => {
+            // Token classes since migration 7: parts of the input and
+            // output totals, never added to them.
+            let classes = if as_of >= 7 {
+                "
+    v_cache_read_input_tokens_sum AS total_cache_read_input_tokens,
+    v_cache_write_input_tokens_sum AS total_cache_write_input_tokens,
+    v_reasoning_output_tokens_sum AS total_reasoning_output_tokens,"
+            } else {
+                ""
+            };
+            format!(
+                "window_start{d},
     v_requests AS request_count,
-    v_input_tokens_sum AS total_input_tokens, v_output_tokens_sum AS total_output_tokens,
+    v_input_tokens_sum AS total_input_tokens, v_output_tokens_sum AS total_output_tokens,{classes}
     toDecimal64(v_cost_usd_nanos_sum, 0) * toDecimal64('0.000000001', 9) AS total_cost_usd,
     v_revision AS revision, v_updated_at AS updated_at,
     v_window_end AS window_end"
-        ),
+            )
+        }
     };
     format!(
         "CREATE VIEW {database}.{view} AS\nSELECT {columns}\nFROM\n(\n    {latest}\n)",
-        latest = latest_rows(database, r, tier, ""),
+        latest = latest_rows_as_of(database, r, tier, "", as_of),
     )
 }
 
@@ -297,13 +315,13 @@ pub fn create_view(database: &str, r: Rollup, tier: Tier, view: &str) -> String 
 /// provider (0 when there is none). 18.16 needs explicit ANY/ALL strictness
 /// on JOIN; ifNull() keeps the columns non-Nullable whatever the caller's
 /// join_use_nulls is.
-pub fn create_top_models_view(database: &str) -> String {
+pub fn create_top_models_view(database: &str, as_of: u32) -> String {
     let by_model = Rollup {
         kind: Kind::Latency,
         grouping: Grouping::Model,
     };
-    let lat = latest_rows(database, by_model, Tier::Day, "");
-    let usg = latest_rows(database, Rollup::full(Kind::Usage), Tier::Day, "");
+    let lat = latest_rows_as_of(database, by_model, Tier::Day, "", as_of);
+    let usg = latest_rows_as_of(database, Rollup::full(Kind::Usage), Tier::Day, "", as_of);
     format!(
         "CREATE VIEW {database}.top_models_daily AS
 SELECT window_start, model_id, provider, call_count, error_rate,
@@ -333,14 +351,14 @@ USING (window_start, model_id, provider)",
 /// Completeness per tier and window: final once the watermark has passed
 /// the window's end on every source partition, as seen on every rollup
 /// partition. `panes` counts the minute panes merged into the window.
-pub fn create_window_status_view(database: &str) -> String {
+pub fn create_window_status_view(database: &str, as_of: u32) -> String {
     let mut branches = Vec::new();
     for tier in Tier::ALL {
         for kind in Kind::ALL {
             branches.push(format!(
                 "SELECT '{name}' AS window_granularity, window_start, v_window_end AS window_end_at, sum(v_panes) AS pane_count\n        FROM ({latest})\n        GROUP BY window_start, window_end_at",
                 name = tier.name(),
-                latest = latest_rows(database, Rollup::full(kind), tier, ""),
+                latest = latest_rows_as_of(database, Rollup::full(kind), tier, "", as_of),
             ));
         }
     }
@@ -371,15 +389,73 @@ CROSS JOIN
     )
 }
 
-/// Every statement of the rollup-tier migration, in order: tables, then
-/// views replaced wholesale (they hold no data).
+/// Every statement of the rollup-tier migration (6), in order: tables,
+/// then views replaced wholesale (they hold no data). Its text never
+/// changes: columns added later come with their own migration.
 pub fn migration(database: &str) -> Vec<String> {
     let mut statements = Vec::new();
     for (r, tiers) in Rollup::all() {
         for tier in tiers {
-            statements.push(create_table(database, r, *tier));
+            statements.push(create_table(database, r, *tier, 6));
         }
     }
+    statements.extend(views(database, 6));
+    statements
+}
+
+/// Migration 7: the token classes (cache-read and cache-write input,
+/// reasoning output) in the raw usage events, the usage panes and every
+/// usage tier, then every view again with the new columns.
+pub fn token_classes_migration(database: &str) -> Vec<String> {
+    const RAW: [&str; 3] = [
+        "cache_read_input_tokens",
+        "cache_write_input_tokens",
+        "reasoning_output_tokens",
+    ];
+    let add = |table: &str, columns: Vec<String>| {
+        format!(
+            "ALTER TABLE {database}.{table} {}",
+            columns
+                .iter()
+                .map(|c| format!("ADD COLUMN {c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let mut statements = vec![
+        add(
+            "usage_events",
+            RAW.iter().map(|c| format!("{c} Nullable(Int64)")).collect(),
+        ),
+        add(
+            "usage_panes",
+            RAW.iter()
+                .map(|c| format!("{c}_sum Int64 DEFAULT 0"))
+                .collect(),
+        ),
+    ];
+    for (r, tiers) in Rollup::all() {
+        let added: Vec<String> = r
+            .kind
+            .metrics()
+            .iter()
+            .filter(|m| m.since == 7)
+            .map(|m| format!("{} {} DEFAULT 0", m.name, m.sql_type))
+            .collect();
+        if added.is_empty() {
+            continue;
+        }
+        for tier in tiers {
+            statements.push(add(&r.table(*tier), added.clone()));
+        }
+    }
+    statements.extend(views(database, 7));
+    statements
+}
+
+/// Every analysts' view, as of migration `as_of`: dropped, then created.
+fn views(database: &str, as_of: u32) -> Vec<String> {
+    let mut statements = Vec::new();
     let mut views: Vec<(Rollup, Tier, String)> = Vec::new();
     for kind in Kind::ALL {
         for tier in Tier::ALL {
@@ -412,9 +488,9 @@ pub fn migration(database: &str) -> Vec<String> {
         statements.push(format!("DROP TABLE IF EXISTS {database}.{name}"));
     }
     for (r, tier, name) in &views {
-        statements.push(create_view(database, *r, *tier, name));
+        statements.push(create_view(database, *r, *tier, name, as_of));
     }
-    statements.push(create_top_models_view(database));
-    statements.push(create_window_status_view(database));
+    statements.push(create_top_models_view(database, as_of));
+    statements.push(create_window_status_view(database, as_of));
     statements
 }

@@ -95,12 +95,20 @@ impl Tier {
     }
 }
 
+/// The schema version of the rollup tables as this release writes them:
+/// 6 made the stored tiers, 7 added the token classes.
+pub const SCHEMA_VERSION: u32 = 7;
+
 /// A column summed, or folded with min/max, when rows merge.
 #[derive(Debug, Clone, Copy)]
 pub struct Metric {
     pub name: &'static str,
     pub sql_type: &'static str,
     pub merge: &'static str,
+    /// The migration that added the column: tables and views made by an
+    /// earlier migration leave it out, so that migration's text (and its
+    /// checksum) never changes.
+    pub since: u32,
 }
 
 const fn metric(name: &'static str, sql_type: &'static str, merge: &'static str) -> Metric {
@@ -108,6 +116,17 @@ const fn metric(name: &'static str, sql_type: &'static str, merge: &'static str)
         name,
         sql_type,
         merge,
+        since: 6,
+    }
+}
+
+/// A token class's sum, added by migration 7.
+const fn token_class(name: &'static str) -> Metric {
+    Metric {
+        name,
+        sql_type: "Int64",
+        merge: "sum",
+        since: 7,
     }
 }
 
@@ -129,6 +148,9 @@ const USAGE_METRICS: &[Metric] = &[
     metric("input_tokens_sum", "Int64", "sum"),
     metric("output_tokens_sum", "Int64", "sum"),
     metric("cost_usd_nanos_sum", "Int64", "sum"),
+    token_class("cache_read_input_tokens_sum"),
+    token_class("cache_write_input_tokens_sum"),
+    token_class("reasoning_output_tokens_sum"),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -178,6 +200,11 @@ impl Kind {
             Kind::Latency => LATENCY_METRICS,
             Kind::Usage => USAGE_METRICS,
         }
+    }
+
+    /// The metrics the tables had after migration `version`.
+    pub fn metrics_as_of(self, version: u32) -> impl Iterator<Item = &'static Metric> {
+        self.metrics().iter().filter(move |m| m.since <= version)
     }
 
     /// Whether rows carry a response-time sketch.

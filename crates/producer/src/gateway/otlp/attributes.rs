@@ -79,9 +79,7 @@ pub fn scalar_text(value: &Value) -> Option<String> {
 pub fn integer(value: &Value) -> Result<i64, String> {
     let n = match value {
         Value::IntValue(i) => *i,
-        Value::DoubleValue(d) if d.is_finite() && d.fract() == 0.0 && d.abs() < 9.0e15 => {
-            *d as i64
-        }
+        Value::DoubleValue(d) if d.is_finite() && d.fract() == 0.0 && d.abs() < 9.0e15 => *d as i64,
         Value::DoubleValue(d) => return Err(format!("must be a whole number, got {d}")),
         Value::StringValue(s) => s
             .trim()

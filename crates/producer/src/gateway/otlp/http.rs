@@ -278,7 +278,10 @@ mod tests {
             "attributes":[{"key":"gen_ai.usage.input_tokens","value":{"intValue":"42"}}]}]}]}]}"#;
         let request = decode(Encoding::Json, json).expect("decodes");
         let span = &request.resource_spans[0].scope_spans[0].spans[0];
-        assert_eq!(hex::encode(&span.trace_id), "5b8efff798038103d269b633813fc60c");
+        assert_eq!(
+            hex::encode(&span.trace_id),
+            "5b8efff798038103d269b633813fc60c"
+        );
         assert_eq!(span.end_time_unix_nano, 1_544_712_661_000_000_000);
         assert!(matches!(
             decode(Encoding::Json, b"{\"resourceSpans\": 3}"),
