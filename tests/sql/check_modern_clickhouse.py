@@ -20,6 +20,8 @@ one cargo built):
       - ${database} -> the check database, ${raw_retention_days} -> 30
       - a first line `-- centile:min-server-version X.Y` skips the file on
         servers older than X.Y
+      - `ALTER TABLE db.t ADD COLUMN c ...` runs only when t has no column c
+        yet (18.16 has no ADD COLUMN IF NOT EXISTS)
       - statements end at a line whose last non-blank character is `;`
         (which is stripped); chunks that hold only comments are skipped
   * `centile-sink compact-sql --database DB --latency-minutes M,...
@@ -62,6 +64,9 @@ from decimal import Decimal
 DB = "centile_chk"  # the HTTP driver makes it unique per run (main)
 RETENTION_DAYS = "30"
 VERSION_RE = re.compile(r"^--\s*centile:min-server-version\s+([0-9][0-9.]*)\s*$")
+CLASS_COLS = ["total_cache_read_input_tokens", "total_cache_write_input_tokens",
+              "total_reasoning_output_tokens"]
+ADD_COLUMN_RE = re.compile(r"^ALTER TABLE [A-Za-z0-9_]+\.([A-Za-z0-9_]+) ADD COLUMN ([A-Za-z0-9_]+) ")
 SINK_BIN = None  # set by main
 
 # Pushdown on: how analysts' sessions (and 18.16 clients of the views) run.
@@ -166,6 +171,12 @@ def apply_migrations(query, schema_dir, server_version, log=print):
         if "${" in text:
             raise RuntimeError("unsubstituted placeholder in %s" % path)
         for stmt in split_statements(text):
+            added = ADD_COLUMN_RE.match(stmt.strip())
+            if added and query(
+                "SELECT count() FROM system.columns WHERE database = '%s' AND table = '%s' "
+                "AND name = '%s'" % (DB, added.group(1), added.group(2))
+            ).strip() != "0":
+                continue
             query(stmt)
         applied += 1
     return applied, skipped
@@ -284,14 +295,14 @@ def _lat_pane(pane_id, version, minute, dims, part, calls, succ, errs, rt_sum, r
 
 
 def _use_pane(pane_id, version, minute, dims, part, requests, in_sum, out_sum, cost_nanos,
-              emitted, legacy=None):
+              emitted, legacy=None, classes=(0, 0, 0)):
     ws = ts(minute)
     gran, we = legacy or ("minute", _minute_end(ws))
     tenant, model, provider, feature = dims
     return ("('%s', %d, '%s', '%s', '%s', '%s', '%s', '%s', '%s', 'usage.events', %d, "
-            "0, 99, 1, 0, %d, %d, %d, %d, '%s')" % (
+            "0, 99, 1, 0, %d, %d, %d, %d, '%s', %d, %d, %d)" % (
                 pane_id, version, gran, ws, we, tenant, model, provider, feature, part,
-                requests, in_sum, out_sum, cost_nanos, ts(emitted)))
+                requests, in_sum, out_sum, cost_nanos, ts(emitted), *classes))
 
 
 def insert_events(query):
@@ -308,8 +319,9 @@ def insert_events(query):
 
     use_ev = "INSERT INTO %s.usage_events VALUES " % DB
     u1 = ("('u1', '{t}', 1, 'T1', 'alice', 'gpt-4o', 'openai', 'chat', 10, 20, 123456789012345, "
-          "0, 5, '{t}')").format(t=t)
-    u2 = ("('u2', '{t}', 2, 'T1', NULL, 'gpt-4o', 'openai', 'chat', 1, 2, 1, 0, 6, '{t}')").format(t=t)
+          "0, 5, '{t}', 8, 1, 5)").format(t=t)
+    u2 = ("('u2', '{t}', 2, 'T1', NULL, 'gpt-4o', 'openai', 'chat', 1, 2, 1, 0, 6, '{t}', "
+          "NULL, NULL, NULL)").format(t=t)
     query(use_ev + ", ".join([u1, u2]))
     query(use_ev + u1)  # redelivery
 
@@ -340,13 +352,17 @@ def insert_panes(query):
 
     up = "INSERT INTO %s.usage_panes VALUES " % DB
     query(up + ", ".join([
-        _use_pane("U0", 2, "10:00", U_T1, 0, 10, 1000, 500, 123456789000000, "10:01:05"),
-        _use_pane("U1", 1, "10:00", U_T1, 1, 5, 100, 50, 12345, "10:01:10"),
-        _use_pane("UE", 1, "10:01", U_T1, 0, 1, 2, 3, 1, "10:02:05"),
-        _use_pane("UG", 2, "11:30", U_T1, 1, 7, 70, 35, 2500000000, "11:31:03"),
-        _use_pane("UD2", 1, "11:30", U_T2, 1, 3, 30, 0, 500000000, "11:31:04"),
+        _use_pane("U0", 2, "10:00", U_T1, 0, 10, 1000, 500, 123456789000000, "10:01:05",
+                  classes=(400, 100, 50)),
+        _use_pane("U1", 1, "10:00", U_T1, 1, 5, 100, 50, 12345, "10:01:10",
+                  classes=(10, 0, 5)),
+        _use_pane("UE", 1, "10:01", U_T1, 0, 1, 2, 3, 1, "10:02:05", classes=(1, 0, 2)),
+        _use_pane("UG", 2, "11:30", U_T1, 1, 7, 70, 35, 2500000000, "11:31:03",
+                  classes=(7, 0, 0)),
+        _use_pane("UD2", 1, "11:30", U_T2, 1, 3, 30, 0, 500000000, "11:31:04",
+                  classes=(30, 0, 0)),
         _use_pane("UW1", 1, ts("23:59", SUNDAY), U_T1, 0, 4, 40, 20, 4000000000,
-                  ts("00:00:30", MONDAY)),
+                  ts("00:00:30", MONDAY), classes=(4, 2, 0)),
         _use_pane("UW2", 3, ts("00:00", MONDAY), U_T1, 1, 1, 1, 1, 1, ts("00:01:05", MONDAY)),
     ]))
 
@@ -358,9 +374,10 @@ def insert_stale_panes(query):
           _lat_pane("A", 1, "10:00", K1, 0, 7, 1, 6, 9999, 1, 5000, 77777, 7, 77777, 7,
                     [1, 5000], [3, 4], "10:59:59"))
     query("INSERT INTO %s.usage_panes VALUES " % DB +
-          _use_pane("U0", 1, "10:00", U_T1, 0, 3, 3, 3, 999999999999, "10:00:50"))
+          _use_pane("U0", 1, "10:00", U_T1, 0, 3, 3, 3, 999999999999, "10:00:50",
+                    classes=(3, 3, 3)))
     query("INSERT INTO %s.usage_panes VALUES " % DB +
-          _use_pane("UG", 0, "11:30", U_T1, 1, 1000, 1, 1, 1, "11:59:00"))
+          _use_pane("UG", 0, "11:30", U_T1, 1, 1000, 1, 1, 1, "11:59:00", classes=(1, 1, 1)))
 
 
 def insert_restatement(query):
@@ -370,7 +387,8 @@ def insert_restatement(query):
           _lat_pane("R", 1, "10:00", K1, 0, 1, 0, 1, 2000, 2000, 2000, 0, 0, 0, 0,
                     [2000], [1], "10:09:00"))
     query("INSERT INTO %s.usage_panes VALUES " % DB +
-          _use_pane("UR", 1, "10:01", U_T1, 1, 2, 20, 10, 1000000000, "10:09:30"))
+          _use_pane("UR", 1, "10:01", U_T1, 1, 2, 20, 10, 1000000000, "10:09:30",
+                    classes=(20, 0, 10)))
 
 
 def insert_watermarks(query, marks):
@@ -422,6 +440,10 @@ LATENCY_DESC = [("window_start", DT), ("tenant_id", "String"), ("model_id", "Str
 USAGE_DESC = [("window_start", DT), ("tenant_id", "String"), ("model_id", "String"),
               ("provider", "String"), ("feature", "String"), ("request_count", "UInt64"),
               ("total_input_tokens", "Int64"), ("total_output_tokens", "Int64"),
+              # token classes (migration 0007)
+              ("total_cache_read_input_tokens", "Int64"),
+              ("total_cache_write_input_tokens", "Int64"),
+              ("total_reasoning_output_tokens", "Int64"),
               ("total_cost_usd", "Decimal(18, 9)"), ("revision", "UInt64"), ("updated_at", DT),
               # new
               ("window_end", DT)]
@@ -438,7 +460,8 @@ WATERMARK_DESC = [("source_topic", "String"), ("source_partition", "Int32"),
 
 # The columns the value checks read (the sketch arrays are checked apart).
 LATENCY_COLS = [n for n, _ in LATENCY_DESC if not n.startswith("sketch_")]
-USAGE_COLS = [n for n, _ in USAGE_DESC]
+# (token classes are checked apart, see CLASS_COLS)
+USAGE_COLS = [n for n, _ in USAGE_DESC if n not in CLASS_COLS]
 TOP_COLS = [n for n, _ in TOP_DESC]
 SKETCH_COLS = ["sketch_keys", "sketch_counts", "sketch_sums"]
 
@@ -850,6 +873,29 @@ def run_checks(query, server_version, c=None):
               use_row(ts("00:00", MONDAY), U_T1, 1, 1, 1, Decimal("0.000000001"), 4,
                       ts("00:01:05", MONDAY), ts("00:00", "2025-01-27")))
 
+    # --- token classes (cache read, cache write, reasoning) at every tier ---
+    # Fixture panes: U0 v2 400/100/50, U1 10/0/5, UE 1/0/2, UG v2 7/0/0,
+    # UD2 (T2) 30/0/0, UW1 4/2/0, UW2 0/0/0; the stale U0 v1 (3/3/3) and
+    # UG v0 (1/1/1) must vanish.
+    #   minute 10:00 T1: U0+U1 = 410/100/55;  minute 10:01: UE = 1/0/2
+    #   hour 10: 411/100/57;  hour 11: 7/0/0;  day 01-15: 418/100/57
+    #   day 01-19: 4/2/0;  week 01-13 T1: 422/102/57, T2: 30/0/0;  week 01-20: 0/0/0
+    for view, start, dims, want in (
+            ("usage_minute", ts("10:00"), U_T1, [410, 100, 55]),
+            ("usage_minute", ts("10:01"), U_T1, [1, 0, 2]),
+            ("usage_hourly", ts("10:00"), U_T1, [411, 100, 57]),
+            ("usage_hourly", ts("11:00"), U_T1, [7, 0, 0]),
+            ("usage_daily", ts("00:00"), U_T1, [418, 100, 57]),
+            ("usage_daily", ts("00:00", SUNDAY), U_T1, [4, 2, 0]),
+            ("usage_weekly", ts("00:00", "2025-01-13"), U_T1, [422, 102, 57]),
+            ("usage_weekly", ts("00:00", "2025-01-13"), U_T2, [30, 0, 0]),
+            ("usage_weekly", ts("00:00", MONDAY), U_T1, [0, 0, 0])):
+        r = view_rows(c, query, "SELECT %s FROM %s.%s WHERE window_start = toDateTime('%s', "
+                                "'UTC') AND tenant_id = '%s' AND feature = '%s'"
+                                % (", ".join(CLASS_COLS), DB, view, start, dims[0], dims[3]))
+        check_row(c, "%s %s %s token classes" % (view, start, dims[0]), CLASS_COLS,
+                  r[0] if len(r) == 1 else None, want)
+
     # --- top_models_daily ----------------------------------------------------
     top_sql = "SELECT %s FROM %s.top_models_daily ORDER BY window_start, model_id" % (
         ", ".join(TOP_COLS), DB)
@@ -1021,6 +1067,17 @@ def run_checks(query, server_version, c=None):
                                 % (", ".join(uc), DB, view, start))
         check_row(c, "%s restated by a new pane (revision up, counts changed)" % view, uc,
                   r[0] if len(r) == 1 else None, [start] + want)
+    # UR adds 20/0/10 token classes to minute 10:01 and what holds it.
+    for view, start, want in (
+            ("usage_minute", ts("10:01"), [21, 0, 12]),
+            ("usage_hourly", ts("10:00"), [431, 100, 67]),
+            ("usage_daily", ts("00:00"), [438, 100, 67]),
+            ("usage_weekly", ts("00:00", "2025-01-13"), [442, 102, 67])):
+        r = view_rows(c, query, "SELECT %s FROM %s.%s WHERE window_start = toDateTime('%s', "
+                                "'UTC') AND tenant_id = 'T1' AND feature = 'chat'"
+                                % (", ".join(CLASS_COLS), DB, view, start))
+        check_row(c, "%s token classes restated" % view, CLASS_COLS,
+                  r[0] if len(r) == 1 else None, want)
     # window_status: R adds a pane to minute 10:00 (5 -> 6), UR to minute 10:01
     # (2 -> 3), so hour 10 has 10, the day 14 and the week 16.  The windows
     # stay final (the watermark is past them); revision is what shows the
@@ -1040,7 +1097,7 @@ def run_checks(query, server_version, c=None):
         [1], [1000], "11:00:01", legacy=("hour", ts("11:00")))))
     query("INSERT INTO %s.usage_panes VALUES %s" % (DB, _use_pane(
         "LEGACY-D", 9, "00:00", U_T1, 0, 1000, 1, 1, 1, "23:59:59",
-        legacy=("day", ts("00:00", "2025-01-16")))))
+        legacy=("day", ts("00:00", "2025-01-16")), classes=(999, 999, 999))))
     compact(query, ["%s 10:00" % DAY], ["%s 00:00" % DAY])
     # unchanged from the restatement checks above
     r = view_rows(c, query, "SELECT call_count, revision FROM %s.latency_hourly WHERE "

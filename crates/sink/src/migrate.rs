@@ -271,6 +271,27 @@ async fn apply(
         source,
     };
     for statement in migration.statements(database, retention_days) {
+        if let Some((table, column)) = added_column(&statement) {
+            let present: u64 = client
+                .query(
+                    "SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?",
+                )
+                .bind(database)
+                .bind(table)
+                .bind(column)
+                .fetch_one()
+                .await
+                .map_err(failed)?;
+            if present > 0 {
+                tracing::info!(
+                    migration = migration.name,
+                    table,
+                    column,
+                    "column already there"
+                );
+                continue;
+            }
+        }
         client.query(&statement).execute().await.map_err(failed)?;
     }
     client
@@ -288,9 +309,33 @@ async fn apply(
     Ok(())
 }
 
+/// The table and column of an `ALTER TABLE db.table ADD COLUMN column …`
+/// statement: run only when the column is missing, which makes it
+/// idempotent on servers without `ADD COLUMN IF NOT EXISTS` (18.16).
+pub fn added_column(statement: &str) -> Option<(&str, &str)> {
+    let rest = statement.trim().strip_prefix("ALTER TABLE ")?;
+    let (qualified, rest) = rest.split_once(' ')?;
+    let column = rest
+        .strip_prefix("ADD COLUMN ")?
+        .split_whitespace()
+        .next()?;
+    let table = qualified.rsplit('.').next()?;
+    Some((table, column))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn added_columns_are_recognised() {
+        assert_eq!(
+            added_column("ALTER TABLE db.usage_panes ADD COLUMN x_sum Int64 DEFAULT 0"),
+            Some(("usage_panes", "x_sum"))
+        );
+        assert_eq!(added_column("ALTER TABLE db.t MODIFY TTL d"), None);
+        assert_eq!(added_column("CREATE TABLE db.t (x UInt8)"), None);
+    }
 
     #[test]
     fn every_schema_file_is_a_migration_in_order() {

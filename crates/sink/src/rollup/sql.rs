@@ -412,28 +412,25 @@ pub fn token_classes_migration(database: &str) -> Vec<String> {
         "cache_write_input_tokens",
         "reasoning_output_tokens",
     ];
+    // One column per statement: 18.16 has no `ADD COLUMN IF NOT EXISTS`,
+    // so the migrator skips a statement whose column exists already, and
+    // a migration cut short half way is simply run again.
     let add = |table: &str, columns: Vec<String>| {
-        format!(
-            "ALTER TABLE {database}.{table} {}",
-            columns
-                .iter()
-                .map(|c| format!("ADD COLUMN {c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        columns
+            .into_iter()
+            .map(|c| format!("ALTER TABLE {database}.{table} ADD COLUMN {c}"))
+            .collect::<Vec<_>>()
     };
-    let mut statements = vec![
-        add(
-            "usage_events",
-            RAW.iter().map(|c| format!("{c} Nullable(Int64)")).collect(),
-        ),
-        add(
-            "usage_panes",
-            RAW.iter()
-                .map(|c| format!("{c}_sum Int64 DEFAULT 0"))
-                .collect(),
-        ),
-    ];
+    let mut statements = add(
+        "usage_events",
+        RAW.iter().map(|c| format!("{c} Nullable(Int64)")).collect(),
+    );
+    statements.extend(add(
+        "usage_panes",
+        RAW.iter()
+            .map(|c| format!("{c}_sum Int64 DEFAULT 0"))
+            .collect(),
+    ));
     for (r, tiers) in Rollup::all() {
         let added: Vec<String> = r
             .kind
@@ -446,7 +443,7 @@ pub fn token_classes_migration(database: &str) -> Vec<String> {
             continue;
         }
         for tier in tiers {
-            statements.push(add(&r.table(*tier), added.clone()));
+            statements.extend(add(&r.table(*tier), added.clone()));
         }
     }
     statements.extend(views(database, 7));
