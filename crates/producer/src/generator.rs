@@ -280,7 +280,7 @@ impl Generator {
                     .rng
                     .random_bool(0.5)
                     .then(|| self.rng.random_range(0..=input_tokens * 3 / 4));
-                let cache_write = self.rng.random_bool(0.1).then(|| input_tokens / 4);
+                let cache_write = self.rng.random_bool(0.1).then_some(input_tokens / 4);
                 let reasoning = (model.reasoning && output_tokens > 0)
                     .then(|| self.rng.random_range(0..=output_tokens));
                 UsageEvent {
