@@ -5,6 +5,10 @@
 //! - A span with a model attribute (`gen_ai.request.model`, then
 //!   `gen_ai.response.model` by default) is a model call. It becomes a
 //!   latency event, and a usage event too when it reports token counts.
+//! - Token classes (cache reads and writes, reasoning) go to the usage
+//!   event as they are: by the conventions they are parts of the input and
+//!   output counts, and a span saying otherwise is refused by the usage
+//!   event's rules.
 //! - Any other span (HTTP handlers, agent and tool steps without a model,
 //!   database calls) is ignored, not refused.
 //! - Both events take their id from the trace and span ids, so a re-exported
@@ -22,6 +26,24 @@ const INPUT_TOKENS: [&str; 2] = ["gen_ai.usage.input_tokens", "gen_ai.usage.prom
 const OUTPUT_TOKENS: [&str; 2] = [
     "gen_ai.usage.output_tokens",
     "gen_ai.usage.completion_tokens",
+];
+/// Cache reads, part of the input tokens.
+const CACHE_READ: [&str; 2] = [
+    "gen_ai.usage.cache_read.input_tokens",
+    "gen_ai.usage.cache_read_input_tokens",
+];
+/// Cache writes, part of the input tokens: the semantic conventions' name,
+/// then the newer `cache_write`, then the flattened spellings.
+const CACHE_WRITE: [&str; 4] = [
+    "gen_ai.usage.cache_creation.input_tokens",
+    "gen_ai.usage.cache_write.input_tokens",
+    "gen_ai.usage.cache_creation_input_tokens",
+    "gen_ai.usage.cache_write_input_tokens",
+];
+/// Reasoning, part of the output tokens.
+const REASONING: [&str; 2] = [
+    "gen_ai.usage.reasoning.output_tokens",
+    "gen_ai.usage.reasoning_tokens",
 ];
 /// A provider-reported cost in US dollars (OpenLIT, OpenLLMetry).
 const COST_USD: &str = "gen_ai.usage.cost";
@@ -93,6 +115,11 @@ impl SpanRules<'_> {
             (span.end_time_unix_nano - span.start_time_unix_nano) as f64 / 1_000_000.0;
         let input = attributes.first_count(&INPUT_TOKENS)?;
         let output = attributes.first_count(&OUTPUT_TOKENS)?;
+        let classes = [
+            ("cache_read_input_tokens", attributes.first_count(&CACHE_READ)?),
+            ("cache_write_input_tokens", attributes.first_count(&CACHE_WRITE)?),
+            ("reasoning_output_tokens", attributes.first_count(&REASONING)?),
+        ];
         let error_type = attributes
             .get(ERROR_TYPE)
             .and_then(scalar_text)
@@ -157,6 +184,11 @@ impl SpanRules<'_> {
             usage.insert("input_tokens".into(), input.map_or(0, |(_, n)| n).into());
             usage.insert("output_tokens".into(), output.map_or(0, |(_, n)| n).into());
             usage.insert("cost_usd_nanos".into(), cost_nanos.into());
+            for (field, count) in classes {
+                if let Some((_, n)) = count {
+                    usage.insert(field.into(), n.into());
+                }
+            }
             Some(usage)
         } else {
             None
@@ -243,6 +275,9 @@ mod tests {
             text("gen_ai.response.model", "gpt-4o-2024-08-06"),
             kv("gen_ai.usage.input_tokens", V::IntValue(1200)),
             kv("gen_ai.usage.output_tokens", V::DoubleValue(80.0)),
+            kv("gen_ai.usage.cache_read.input_tokens", V::IntValue(1000)),
+            kv("gen_ai.usage.cache_write.input_tokens", V::IntValue(100)),
+            kv("gen_ai.usage.reasoning.output_tokens", V::IntValue(30)),
             kv("gen_ai.request.temperature", V::DoubleValue(0.2)),
             kv("gen_ai.request.stream", V::BoolValue(true)),
             text("user.id", "u-7"),
@@ -272,6 +307,9 @@ mod tests {
         assert_eq!(usage["user_id"], "u-7");
         assert_eq!(usage["input_tokens"], 1200);
         assert_eq!(usage["cost_usd_nanos"], 0);
+        assert_eq!(usage["cache_read_input_tokens"], 1000);
+        assert_eq!(usage["cache_write_input_tokens"], 100, "the newer cache_write name");
+        assert_eq!(usage["reasoning_output_tokens"], 30);
         assert_eq!(usage["event_id"], latency["event_id"]);
     }
 
@@ -301,6 +339,7 @@ mod tests {
         assert_eq!(usage["output_tokens"], 0);
         assert_eq!(usage["cost_usd_nanos"], 450_000);
         assert_eq!(usage["feature"], "default");
+        assert!(usage.get("cache_read_input_tokens").is_none(), "absent, not 0");
     }
 
     #[test]
