@@ -34,6 +34,8 @@ async fn the_live_gateway_conforms_to_its_openapi_document() {
     for path in [
         "/v1/events/latency",
         "/v1/events/usage",
+        "/v1/events",
+        "/v1/traces",
         "/healthz",
         "/readyz",
         "/openapi.json",
