@@ -11,7 +11,12 @@
 //!    loopback with JSON batches of 100 from CONNECTIONS HTTP connections,
 //!    each request answered only after the broker's acknowledgement.
 //!
-//! Prints events/s for both, their ratio, and the gateway's p50/p99 request
+//! 3. OTLP: the same calls as OpenTelemetry GenAI spans (100 per
+//!    `ExportTraceServiceRequest`, binary protobuf) posted to `/v1/traces`
+//!    of a second gateway on its own topics, so both paths publish the same
+//!    latency events.
+//!
+//! Prints events/s (spans/s) for each, the ratios, and the p50/p99 request
 //! latency, then the medians over the repetitions.
 
 use centile::bench_kit::{arg, percentile};
@@ -20,6 +25,13 @@ use std::time::{Duration, Instant};
 use centile::{gateway_kit::TestGateway, testkit::TestEnv};
 use centile_events::Event;
 use centile_producer::generator::{Generator, GeneratorConfig};
+use opentelemetry_proto::tonic::{
+    collector::trace::v1::ExportTraceServiceRequest,
+    common::v1::{any_value::Value as V, AnyValue, KeyValue},
+    resource::v1::Resource,
+    trace::v1::{status::StatusCode, ResourceSpans, ScopeSpans, Span, Status},
+};
+use prost::Message;
 
 const BATCH: usize = 100;
 const KEY: &str = "ck_bench_gateway_key";
@@ -71,22 +83,112 @@ async fn ceiling(env: &TestEnv, batches: &[Vec<Event>]) -> f64 {
     all.len() as f64 / started.elapsed().as_secs_f64()
 }
 
+fn kv(key: &str, value: V) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+/// The batch as one OTLP export: each call a GenAI span with the same
+/// model, provider, tool, parameters, duration and outcome.
+fn otlp_body(batch: &[Event], batch_index: usize) -> Vec<u8> {
+    let spans = batch
+        .iter()
+        .enumerate()
+        .map(|(i, event)| {
+            let Event::Latency(e) = event else {
+                panic!("latency events only")
+            };
+            let n = (batch_index * BATCH + i) as u64 + 1;
+            let start = e.occurred_at as u64 * 1_000_000;
+            let mut attributes = vec![
+                kv("gen_ai.operation.name", V::StringValue(e.tool.clone())),
+                kv("gen_ai.provider.name", V::StringValue(e.provider.clone())),
+                kv("gen_ai.request.model", V::StringValue(e.model_id.clone())),
+            ];
+            for (name, value) in &e.parameters {
+                attributes.push(kv(
+                    &format!("gen_ai.request.{name}"),
+                    V::StringValue(value.clone()),
+                ));
+            }
+            if let Some(error) = &e.error_type {
+                attributes.push(kv("error.type", V::StringValue(error.clone())));
+            }
+            Span {
+                trace_id: [n.to_be_bytes(), 7u64.to_be_bytes()].concat(),
+                span_id: n.to_be_bytes().to_vec(),
+                name: format!("{} {}", e.tool, e.model_id),
+                kind: 3,
+                start_time_unix_nano: start,
+                end_time_unix_nano: start + (e.response_time_ms * 1_000_000.0) as u64,
+                attributes,
+                status: Some(Status {
+                    code: if e.success {
+                        StatusCode::Ok as i32
+                    } else {
+                        StatusCode::Error as i32
+                    },
+                    message: String::new(),
+                }),
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", V::StringValue("bench".into()))],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// One ingest path: its route, content type and the status it answers.
+#[derive(Clone, Copy)]
+struct Path {
+    route: &'static str,
+    content_type: &'static str,
+    ok: u16,
+}
+
+const JSON: Path = Path {
+    route: "/v1/events/latency",
+    content_type: "application/json",
+    ok: 202,
+};
+const OTLP: Path = Path {
+    route: "/v1/traces",
+    content_type: "application/x-protobuf",
+    ok: 200,
+};
+
 async fn through_gateway(
     gateway: &TestGateway,
-    bodies: Vec<String>,
+    path: Path,
+    bodies: Vec<Vec<u8>>,
     connections: usize,
 ) -> (f64, Vec<f64>) {
     let events = bodies.len() * BATCH;
     let queues = split(bodies, connections);
     let warm = reqwest::Client::new()
-        .post(format!("{}/v1/events/latency", gateway.url))
-        .header("content-type", "application/json")
+        .post(format!("{}{}", gateway.url, path.route))
+        .header("content-type", path.content_type)
         .header("authorization", format!("Bearer {KEY}"))
         .body(queues[0][0].clone())
         .send()
         .await
         .expect("warm-up");
-    assert_eq!(warm.status(), 202);
+    assert_eq!(warm.status(), path.ok);
     let started = Instant::now();
     let tasks: Vec<_> = queues
         .into_iter()
@@ -96,20 +198,20 @@ async fn through_gateway(
                 .pool_max_idle_per_host(1)
                 .build()
                 .expect("client");
-            let url = format!("{}/v1/events/latency", gateway.url);
+            let url = format!("{}{}", gateway.url, path.route);
             tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(queue.len());
                 for body in queue {
                     let sent = Instant::now();
                     let response = http
                         .post(&url)
-                        .header("content-type", "application/json")
+                        .header("content-type", path.content_type)
                         .header("authorization", format!("Bearer {KEY}"))
                         .body(body)
                         .send()
                         .await
                         .expect("gateway answers");
-                    assert_eq!(response.status(), 202, "{:?}", response.text().await);
+                    assert_eq!(response.status(), path.ok, "{:?}", response.text().await);
                     latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
                 }
                 latencies
@@ -139,32 +241,51 @@ async fn main() {
     let connections = arg(2, 8);
     let reps = arg(3, 3);
     println!("gateway bench: {events} events, batches of {BATCH}, {connections} connections, {reps} repetitions");
-    let (mut ceilings, mut rates, mut p50s, mut p99s) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut runs: Vec<[f64; 7]> = Vec::new();
     for rep in 1..=reps {
         let env = TestEnv::new(&format!("bench_gw{rep}"));
         let direct = batches(events, rep as u64);
-        let bodies: Vec<String> = direct.iter().map(|b| json_body(b)).collect();
+        let bodies: Vec<Vec<u8>> = direct.iter().map(|b| json_body(b).into_bytes()).collect();
+        let spans: Vec<Vec<u8>> = direct
+            .iter()
+            .enumerate()
+            .map(|(i, b)| otlp_body(b, i))
+            .collect();
         let ceiling = ceiling(&env, &direct).await;
         let gateway = TestGateway::start(&env, &[(KEY, "bench@1000000/s")], &[]).await;
-        let (rate, latencies) = through_gateway(&gateway, bodies, connections).await;
+        let (rate, latencies) = through_gateway(&gateway, JSON, bodies, connections).await;
         let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
-        println!(
-            "rep {rep}: broker ceiling {ceiling:.0} events/s, gateway {rate:.0} events/s (ratio {:.2}), request p50 {p50:.1} ms, p99 {p99:.1} ms",
-            rate / ceiling
+        drop(gateway);
+        // Its own topics, so the spans are not deduplicated against the
+        // JSON events and both paths publish to equally empty topics.
+        let otlp_env = TestEnv::new(&format!("bench_otlp{rep}"));
+        otlp_env.create_topics().await;
+        let gateway = TestGateway::start(&otlp_env, &[(KEY, "bench@1000000/s")], &[]).await;
+        let (span_rate, span_latencies) = through_gateway(&gateway, OTLP, spans, connections).await;
+        let (s50, s99) = (
+            percentile(&span_latencies, 0.5),
+            percentile(&span_latencies, 0.99),
         );
-        ceilings.push(ceiling);
-        rates.push(rate);
-        p50s.push(p50);
-        p99s.push(p99);
+        println!(
+            "rep {rep}: broker ceiling {ceiling:.0} events/s; JSON {rate:.0} events/s (ratio {:.2}), p50 {p50:.1} ms, p99 {p99:.1} ms; OTLP {span_rate:.0} spans/s (ratio {:.2}, {:.2} of JSON), p50 {s50:.1} ms, p99 {s99:.1} ms",
+            rate / ceiling,
+            span_rate / ceiling,
+            span_rate / rate
+        );
+        runs.push([ceiling, rate, p50, p99, span_rate, s50, s99]);
         drop(gateway);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let (ceiling, rate) = (median(ceilings), median(rates));
+    let column = |i: usize| median(runs.iter().map(|r| r[i]).collect());
+    let (ceiling, rate, span_rate) = (column(0), column(1), column(4));
     println!(
-        "median: broker ceiling {ceiling:.0} events/s, gateway {rate:.0} events/s, ratio {:.2}, request p50 {:.1} ms, p99 {:.1} ms",
+        "median: broker ceiling {ceiling:.0} events/s; JSON {rate:.0} events/s (ratio {:.2}), p50 {:.1} ms, p99 {:.1} ms; OTLP {span_rate:.0} spans/s (ratio {:.2}, {:.2} of JSON), p50 {:.1} ms, p99 {:.1} ms",
         rate / ceiling,
-        median(p50s),
-        median(p99s)
+        column(2),
+        column(3),
+        span_rate / ceiling,
+        span_rate / rate,
+        column(5),
+        column(6)
     );
 }

@@ -74,6 +74,9 @@ fn expected(kind: &str, fields: Value) -> Event {
 }
 
 /// A CloudEvent envelope with extension attributes a real producer adds.
+/// The `source` of the test's CloudEvents.
+const SOURCE: &str = "//billing.example.invalid/chat-api";
+
 fn envelope(
     id: &str,
     kind: &str,
@@ -84,7 +87,7 @@ fn envelope(
     let mut event = json!({
         "specversion": "1.0",
         "id": id,
-        "source": "//billing.example.invalid/chat-api",
+        "source": SOURCE,
         "type": format!("centile.{kind}"),
         "datacontenttype": "application/json",
         "dataschema": "https://example.invalid/schemas/centile",
@@ -119,7 +122,7 @@ fn batch(tag: &str, base: i64, n: i64) -> (Vec<Value>, Vec<Event>) {
                 "model_id": model,
                 "provider": provider,
                 "tool": if i % 2 == 0 { "chat" } else { "embeddings" },
-                "parameters": {"temperature": [0.2, 0.7][(i % 2) as usize], "stream": i % 4 == 0},
+                "parameters": {"temperature": ([0.2, 0.7][(i % 2) as usize]), "stream": i % 4 == 0},
                 "response_time_ms": 80.5 + (i * 37 % 900) as f64,
                 "success": success,
                 "input_tokens": 100 + i,
@@ -136,11 +139,11 @@ fn batch(tag: &str, base: i64, n: i64) -> (Vec<Value>, Vec<Event>) {
                 rfc3339(at, offset)
             };
             let parameters = json!({
-                "temperature": ["0.2", "0.7"][(i % 2) as usize],
+                "temperature": (["0.2", "0.7"][(i % 2) as usize]),
                 "stream": (i % 4 == 0).to_string(),
             });
             let mut fields = data.clone();
-            fields["event_id"] = json!(id);
+            fields["event_id"] = json!(scoped(&id));
             fields["occurred_at"] = json!(at);
             fields["tenant_id"] = json!(TENANT);
             fields["parameters"] = parameters;
@@ -158,11 +161,18 @@ fn batch(tag: &str, base: i64, n: i64) -> (Vec<Value>, Vec<Event>) {
             let mut data = json!({
                 "model_id": model,
                 "provider": provider,
-                "feature": ["summarise", "support"][(i % 2) as usize],
+                "feature": (["summarise", "support"][(i % 2) as usize]),
                 "input_tokens": 1_000 + i * 7,
                 "output_tokens": 200 + i,
                 "cost_usd_nanos": 1_250_000 + i * 1_000,
             });
+            // Token classes, on some: parts of the input and output counts.
+            if i % 3 == 0 {
+                data["cache_read_input_tokens"] = json!((1_000 + i * 7) / 4);
+            }
+            if i % 4 == 1 {
+                data["reasoning_output_tokens"] = json!((200 + i) / 2);
+            }
             // Data's own user_id wins over `subject`.
             let user = if i % 9 == 4 {
                 data["user_id"] = json!("data-user");
@@ -171,7 +181,7 @@ fn batch(tag: &str, base: i64, n: i64) -> (Vec<Value>, Vec<Event>) {
                 subject.clone()
             };
             let mut fields = data.clone();
-            fields["event_id"] = json!(id);
+            fields["event_id"] = json!(scoped(&id));
             fields["occurred_at"] = json!(at);
             fields["tenant_id"] = json!(TENANT);
             fields["user_id"] = json!(user);
@@ -227,8 +237,17 @@ fn problems(body: &Value) -> BTreeSet<(Option<u64>, String)> {
         .collect()
 }
 
+/// The event ids the gateway makes of CloudEvents: `<source>#<id>`.
 fn ids_of(cloudevents: &[Value]) -> Value {
-    cloudevents.iter().map(|e| e["id"].clone()).collect()
+    cloudevents
+        .iter()
+        .map(|e| json!(scoped(e["id"].as_str().expect("id"))))
+        .collect()
+}
+
+/// The event id of a CloudEvent `id` from [`SOURCE`].
+fn scoped(id: &str) -> String {
+    format!("{SOURCE}#{id}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,10 +290,13 @@ async fn cloudevent_batches_count_once_and_a_bad_batch_publishes_nothing() {
     );
     let (status, answer) = post(&gateway, Some(KEY), SINGLE, single.to_string()).await;
     assert_eq!(status, 202, "{answer}");
-    assert_eq!(answer, json!({"accepted": 1, "event_ids": ["ce-single-1"]}));
+    assert_eq!(
+        answer,
+        json!({"accepted": 1, "event_ids": [scoped("ce-single-1")]})
+    );
     truth.add(&expected(
         "usage",
-        json!({"event_id": "ce-single-1", "occurred_at": single_at, "tenant_id": TENANT,
+        json!({"event_id": scoped("ce-single-1"), "occurred_at": single_at, "tenant_id": TENANT,
                "user_id": "user-single", "model_id": "ce-single-model", "provider": "mistral_ai",
                "feature": "search", "input_tokens": 77, "output_tokens": 0, "cost_usd_nanos": 5}),
     ));
@@ -363,6 +385,17 @@ async fn cloudevent_batches_count_once_and_a_bad_batch_publishes_nothing() {
         )
         .await;
     assert_eq!(raw, Some(81), "nothing was published twice, not even raw");
+    let latency_events = events
+        .iter()
+        .filter(|e| matches!(e, Event::Latency(_)))
+        .count();
+    for (topic, expected) in [
+        (&env.config.topics.latency, latency_events),
+        (&env.config.topics.usage, 81 - latency_events),
+    ] {
+        let messages = env.read_topic(topic, Duration::from_secs(3)).len();
+        assert_eq!(messages, expected, "{topic}: each event published once");
+    }
 
     assert_eq!(
         metric_sum(
@@ -427,7 +460,7 @@ async fn cloudevent_refusals_name_the_attribute_and_publish_nothing() {
     assert_eq!(status, 400, "{answer}");
 
     // Every broken attribute and data field, each under its event's index.
-    let mut events: Vec<Value> = (0..9).map(|_| good()).collect();
+    let mut events: Vec<Value> = (0..7).map(|_| good()).collect();
     for (i, event) in events.iter_mut().enumerate() {
         event["id"] = json!(format!("ce-refused-{i}"));
     }
@@ -438,11 +471,8 @@ async fn cloudevent_refusals_name_the_attribute_and_publish_nothing() {
     events[4]["data"]["tenant_id"] = json!("someone-else");
     events[5]["datacontenttype"] = json!("application/xml");
     events[6]["data"]["event_id"] = json!("a-different-id");
-    events[7]["time"] = json!("yesterday");
-    events[8]["time"] = json!(rfc3339(now - 30 * 24 * HOUR_MS, 0));
     let (status, answer) = post(&gateway, Some(KEY), BATCH, Value::Array(events).to_string()).await;
     assert_eq!(status, 400, "{answer}");
-    println!("{answer:#}");
     let found = problems(&answer);
     for (index, field) in [
         (0, "type"),
@@ -492,4 +522,87 @@ async fn cloudevent_refusals_name_the_attribute_and_publish_nothing() {
             published.len()
         );
     }
+}
+
+/// A problem is named after what the client sent: a CloudEvent's `time`,
+/// `id` and `subject` are attributes, not data fields, even though the
+/// gateway folds them into the data before reading it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+
+async fn cloudevent_problems_name_the_attributes_the_client_sent() {
+    let env = TestEnv::new("ce_names");
+    env.create_topics().await;
+    let gateway = TestGateway::start(&env, &[(KEY, TENANT)], &[]).await;
+    let now = now_ms();
+    let usage = |id: &str, time: String, subject: &str| {
+        envelope(
+            id,
+            "usage",
+            Some(time),
+            Some(subject.to_owned()),
+            json!({"model_id": "ce-names", "provider": "openai", "feature": "f",
+                   "input_tokens": 1, "output_tokens": 1, "cost_usd_nanos": 1}),
+        )
+    };
+    let events = vec![
+        usage("ce-names-0", "yesterday".into(), "u"),
+        usage("ce-names-1", rfc3339(now - 30 * 24 * HOUR_MS, 0), "u"),
+        usage(&"i".repeat(300), rfc3339(now, 0), "u"),
+        usage("ce-names-3", rfc3339(now, 0), &"s".repeat(300)),
+    ];
+    let (status, answer) = post(&gateway, Some(KEY), BATCH, Value::Array(events).to_string()).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        problems(&answer),
+        BTreeSet::from([
+            (Some(0), "time".to_owned()),
+            (Some(1), "time".to_owned()),
+            (Some(2), "id".to_owned()),
+            (Some(3), "subject".to_owned()),
+        ]),
+        "{answer:#}"
+    );
+}
+
+/// CloudEvents 1.0: "Producers MUST ensure that source + id is unique for
+/// each distinct event"; two sources may use the same id for different
+/// events, and both must count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+
+async fn cloudevent_ids_are_unique_per_source() {
+    let env = TestEnv::new("ce_sources");
+    env.create_topics().await;
+    let gateway = TestGateway::start(&env, &[(KEY, TENANT)], &[]).await;
+    let event = |source: &str, tokens: i64| {
+        let mut event = envelope(
+            "1",
+            "usage",
+            Some(rfc3339(now_ms() - 60_000, 0)),
+            Some("u".into()),
+            json!({"model_id": "ce-sources", "provider": "openai", "feature": "f",
+                   "input_tokens": tokens, "output_tokens": 1, "cost_usd_nanos": 1}),
+        );
+        event["source"] = json!(source);
+        event
+    };
+    let (status, first) = post(
+        &gateway,
+        Some(KEY),
+        SINGLE,
+        event("/billing/eu", 10).to_string(),
+    )
+    .await;
+    assert_eq!(status, 202, "{first}");
+    let (status, second) = post(
+        &gateway,
+        Some(KEY),
+        SINGLE,
+        event("/billing/us", 20).to_string(),
+    )
+    .await;
+    assert_eq!(
+        status, 202,
+        "another source's event 1 is another event: {second}"
+    );
+    assert_ne!(first["event_ids"], second["event_ids"]);
 }

@@ -82,6 +82,11 @@ struct Call {
     error_type: Option<String>,
     input_tokens: Option<i64>,
     output_tokens: Option<i64>,
+    /// Token classes: cache reads and writes (parts of the input) and
+    /// reasoning (part of the output).
+    cache_read: Option<i64>,
+    cache_write: Option<i64>,
+    reasoning: Option<i64>,
     user: Option<String>,
     feature: String,
     cost_usd: Option<f64>,
@@ -123,6 +128,9 @@ impl Call {
                 "input_tokens": self.input_tokens.unwrap_or(0),
                 "output_tokens": self.output_tokens.unwrap_or(0),
                 "cost_usd_nanos": self.cost_usd.map_or(0, |usd| (usd * 1e9).round() as i64),
+                "cache_read_input_tokens": self.cache_read,
+                "cache_write_input_tokens": self.cache_write,
+                "reasoning_output_tokens": self.reasoning,
             })));
         }
         events
@@ -180,6 +188,10 @@ fn plan(tag: u32, count: u64) -> Plan {
                 Some(5 + (i as i64 * 11) % 600),
             ),
         };
+        // Token classes, on some calls: parts of the input and output counts.
+        let cache_read = input_tokens.filter(|_| i % 3 == 1).map(|n| n / 2);
+        let cache_write = input_tokens.filter(|_| i % 10 == 1).map(|n| n / 5);
+        let reasoning = output_tokens.filter(|_| i % 4 == 1).map(|n| n / 3);
         let user = (i % 5 != 0).then(|| format!("user-{}", i % 3));
         let agent = (i % 8 == 2).then_some("triage-agent");
         let cost_usd = (i % 6 == 0 && input_tokens.is_some()).then(|| (i + 1) as f64 * 1.7e-5);
@@ -241,6 +253,15 @@ fn plan(tag: u32, count: u64) -> Plan {
         }
         if let Some(usd) = cost_usd {
             attributes.insert("gen_ai.usage.cost".into(), json!(usd));
+        }
+        for (name, count) in [
+            ("gen_ai.usage.cache_read.input_tokens", cache_read),
+            ("gen_ai.usage.cache_creation.input_tokens", cache_write),
+            ("gen_ai.usage.reasoning.output_tokens", reasoning),
+        ] {
+            if let Some(n) = count {
+                attributes.insert(name.into(), json!(n));
+            }
         }
         attributes.insert("server.address".into(), "api.example.invalid".into());
 
@@ -332,6 +353,9 @@ fn plan(tag: u32, count: u64) -> Plan {
             error_type,
             input_tokens,
             output_tokens,
+            cache_read,
+            cache_write,
+            reasoning,
             user,
             feature: agent.unwrap_or(SERVICE).to_owned(),
             cost_usd,
@@ -568,7 +592,7 @@ async fn export_then_reexport(
     let checked = assert_percentiles_within_bound(&env, &plan.truth).await;
     println!("{checked} percentiles within 0.5% of exact");
 
-    // Mapped fields the views do not show: users, error types, features.
+    // Mapped fields the views do not show: users and error types.
     let users = env
         .query_u64(&format!(
             "SELECT toUInt64(uniqExact(assumeNotNull(user_id))) FROM usage_events_dedup \
@@ -674,6 +698,13 @@ async fn export_then_reexport(
         plan.latency_ids.len() as u64,
         "nothing was published twice, not even into the raw table"
     );
+    for (topic, expected) in [
+        (&env.config.topics.latency, plan.latency_ids.len()),
+        (&env.config.topics.usage, plan.usage_ids.len()),
+    ] {
+        let messages = env.read_topic(topic, Duration::from_secs(3)).len();
+        assert_eq!(messages, expected, "{topic}: each event published once");
+    }
 }
 
 fn spans_metric_in(scrape: &str, outcome: &str) -> Option<f64> {
@@ -1132,6 +1163,23 @@ async fn otlp_refusals_are_final_and_the_sdk_sees_them_fail() {
         started.elapsed()
     );
 
+    // A gRPC message that inflates past the limit: refused, the gateway
+    // unharmed. Raw stubs, so the SDK's retries do not hide the answer.
+    let rss_before = gateway.service.rss_bytes().expect("gateway rss");
+    let code = grpc_bomb(grpc_port, KEY).await;
+    assert_ne!(code, "OK", "a 20 MiB message is over the 5 MiB limit");
+    let rss_after = gateway.service.rss_bytes().expect("gateway rss");
+    println!(
+        "gRPC bomb: {code}; gateway rss {} -> {} MiB",
+        rss_before >> 20,
+        rss_after >> 20
+    );
+    assert!(
+        rss_after < rss_before + (16 << 20),
+        "the gateway did not inflate the bomb: {rss_before} -> {rss_after} bytes"
+    );
+    gateway.wait_ready(Duration::from_secs(5)).await;
+
     let scrape = gateway.service.metrics().await;
     assert_eq!(
         metric_sum(
@@ -1164,5 +1212,105 @@ async fn otlp_refusals_are_final_and_the_sdk_sees_them_fail() {
         published.is_empty(),
         "refused exports published {} events",
         published.len()
+    );
+}
+
+/// Sends, with the OTLP protobuf stubs and gzip, one export holding a
+/// 20 MiB attribute (a few KiB on the wire); returns the gRPC status name.
+async fn grpc_bomb(port: u16, key: &str) -> String {
+    const SNIPPET: &str = r#"
+import sys, grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as ts, trace_service_pb2_grpc as tsg
+from opentelemetry.proto.common.v1 import common_pb2 as common
+from opentelemetry.proto.trace.v1 import trace_pb2 as tr
+port, key = sys.argv[1], sys.argv[2]
+padding = common.KeyValue(key="padding", value=common.AnyValue(string_value="0" * (20 << 20)))
+span = tr.Span(trace_id=bytes.fromhex("7c" * 16), span_id=bytes.fromhex("7d" * 8), name="bomb",
+               start_time_unix_nano=1, end_time_unix_nano=2, attributes=[padding])
+request = ts.ExportTraceServiceRequest(
+    resource_spans=[tr.ResourceSpans(scope_spans=[tr.ScopeSpans(spans=[span])])])
+channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 << 20)])
+try:
+    tsg.TraceServiceStub(channel).Export(request, metadata=[("authorization", f"Bearer {key}")],
+                                         compression=grpc.Compression.Gzip, timeout=20)
+    print("OK")
+except grpc.RpcError as error:
+    print(error.code().name)
+"#;
+    let args = vec![
+        "-c".to_owned(),
+        SNIPPET.to_owned(),
+        port.to_string(),
+        key.to_owned(),
+    ];
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .args(&args)
+            .output()
+            .expect("python3 runs")
+    })
+    .await
+    .expect("python thread");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// GenAI semantic conventions: `invoke_agent` (and `create_agent`) spans
+/// may carry `gen_ai.request.model` and the agent run's total token usage,
+/// while each model call inside the run has its own `chat` span. Only the
+/// model calls may count, or every agent run is counted twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+
+async fn agent_spans_naming_a_model_are_not_model_calls() {
+    let env = TestEnv::new("otlp_agent");
+    env.create_topics().await;
+    let gateway = TestGateway::start(&env, &[(KEY, TENANT)], &[]).await;
+    let start = (now_ms() - 120_000) * 1_000_000;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let chat = |n: i64, span_id: &str| {
+        json!({
+            "name": "chat gpt-4o", "trace_id": trace_id, "span_id": span_id,
+            "parent_span_id": "00f067aa0ba902b7", "kind": "client",
+            "start_ns": start + n * 400_000_000, "end_ns": start + (n + 1) * 400_000_000,
+            "attributes": {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+                           "gen_ai.request.model": "gpt-4o",
+                           "gen_ai.usage.input_tokens": 100, "gen_ai.usage.output_tokens": 10},
+        })
+    };
+    let input = json!({
+        "resource": {"service.name": SERVICE},
+        "spans": [
+            {"name": "invoke_agent triage-agent", "trace_id": trace_id, "span_id": "00f067aa0ba902b7",
+             "kind": "internal", "start_ns": start, "end_ns": start + 1_000_000_000,
+             "attributes": {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "triage-agent",
+                            "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o",
+                            "gen_ai.usage.input_tokens": 200, "gen_ai.usage.output_tokens": 20}},
+            chat(0, "00f067aa0ba902b8"),
+            chat(1, "00f067aa0ba902b9"),
+        ],
+    });
+    let run = sdk_export(
+        &env,
+        "agent",
+        &input,
+        Transport::Http,
+        &endpoint(&gateway, 0, Transport::Http),
+        Some(KEY),
+        false,
+    )
+    .await;
+    assert!(run.success, "{}\n{}", run.summary, run.stderr);
+    let scrape = gateway.service.metrics().await;
+    assert_eq!(
+        (
+            spans_metric_in(&scrape, "accepted"),
+            spans_metric_in(&scrape, "ignored")
+        ),
+        (Some(2.0), Some(1.0)),
+        "the two chat spans are the model calls; the agent run is not a third"
     );
 }

@@ -524,6 +524,10 @@ pub struct GatewayConfig {
     /// The model; a span with none of these is not a model call and is
     /// ignored.
     pub otlp_model_attributes: Vec<String>,
+    /// Spans whose `gen_ai.operation.name` is one of these are not model
+    /// calls even when they name a model: an agent run's span repeats the
+    /// model and the run's total tokens of the chat spans inside it.
+    pub otlp_ignored_operations: Vec<String>,
     /// The provider; a model call without one is refused.
     pub otlp_provider_attributes: Vec<String>,
     /// The usage event's `user_id`.
@@ -563,6 +567,12 @@ impl Default for GatewayConfig {
             ]),
             otlp_default_feature: "default".into(),
             otlp_model_attributes: strings(&["gen_ai.request.model", "gen_ai.response.model"]),
+            otlp_ignored_operations: strings(&[
+                "invoke_agent",
+                "create_agent",
+                "execute_tool",
+                "invoke_workflow",
+            ]),
             otlp_provider_attributes: strings(&["gen_ai.provider.name", "gen_ai.system"]),
             otlp_user_attributes: strings(&["user.id", "enduser.id"]),
             otlp_parameters: [

@@ -4,7 +4,9 @@
 //!
 //! - `type` selects the kind (`gateway.cloudevents_types`, by default
 //!   `centile.latency` and `centile.usage`);
-//! - `id` becomes the event id, so a re-sent CloudEvent counts once;
+//! - `source` and `id` together (`<source>#<id>`) become the event id, as
+//!   the specification makes only the pair unique: a re-sent CloudEvent
+//!   counts once, and two sources may both send an event "1";
 //! - `time` is the event time unless `data` has `occurred_at`;
 //! - `subject` is the usage event's user unless `data` has `user_id`;
 //! - `data` carries the fields of the JSON routes, by the same rules.
@@ -136,14 +138,12 @@ async fn accept(
     for (index, object) in objects.iter().enumerate() {
         match unwrap(&gateway.settings, index, object) {
             Err(found) => found.into_iter().for_each(|p| problems.push(p)),
-            Ok((kind, data)) => {
+            Ok(Unwrapped { kind, data, folded }) => {
                 seen.push(kind);
                 match event(kind, index, &data, &intake) {
                     Ok(read) => events.push(read),
                     Err(found) => found.into_iter().for_each(|mut p| {
-                        if !p.field.is_empty() {
-                            p.field = format!("data.{}", p.field);
-                        }
+                        p.field = named_as_sent(&p.field, &folded);
                         problems.push(p);
                     }),
                 }
@@ -158,22 +158,79 @@ async fn accept(
     }
     let event_ids: Vec<String> = events.iter().map(|e| e.event_id().to_owned()).collect();
     let prints = events.iter().map(content_print).collect();
-    let (events, prints, kept) = collapse(events, prints)?;
+    let as_sent = |rejection: Rejection| match rejection {
+        Rejection::Conflict { message, problems } => Rejection::Conflict {
+            message,
+            problems: problems
+                .into_iter()
+                .map(|mut p| {
+                    if p.field == "event_id" {
+                        p.field = "id".into();
+                    }
+                    p
+                })
+                .collect(),
+        },
+        Rejection::Invalid(problems) => Rejection::Invalid(
+            problems
+                .into_iter()
+                .map(|mut p| {
+                    if p.field == "event_id" {
+                        p.field = "id".into();
+                    }
+                    p
+                })
+                .collect(),
+        ),
+        other => other,
+    };
+    let (events, prints, kept) = collapse(events, prints).map_err(as_sent)?;
     debug_assert!(events.iter().all(|e| seen.contains(&kind_of(e))));
-    publish(gateway, &grant.tenant, events, prints, &kept).await?;
+    publish(gateway, &grant.tenant, events, prints, &kept)
+        .await
+        .map_err(as_sent)?;
     Ok(Accepted {
         accepted: event_ids.len(),
         event_ids,
     })
 }
 
-/// One CloudEvent's kind and its data as an event object (with the id,
-/// time and subject folded in), or its problems.
+/// One CloudEvent read: its kind, its data as an event object (with the id,
+/// time and subject folded in), and which data fields came from which
+/// attribute, so problems name what the client sent.
+#[derive(Debug)]
+struct Unwrapped {
+    kind: EventKind,
+    data: Map<String, Value>,
+    folded: Vec<(&'static str, &'static str)>,
+}
+
+/// A data field's problem named as the client sent it: the attribute it
+/// was folded in from, or `data.<field>`.
+fn named_as_sent(field: &str, folded: &[(&'static str, &'static str)]) -> String {
+    if field.is_empty() {
+        return String::new();
+    }
+    match folded.iter().find(|(data, _)| *data == field) {
+        Some((_, attribute)) => (*attribute).to_owned(),
+        None => format!("data.{field}"),
+    }
+}
+
+/// The event id of a CloudEvent: `source` and `id` together, as the
+/// specification makes only the pair unique (two sources may both send an
+/// event "1").
+pub fn event_id(source: &str, id: &str) -> String {
+    format!("{source}#{id}")
+}
+
+/// One CloudEvent's kind and data, or its problems.
 fn unwrap(
     settings: &GatewayConfig,
     index: usize,
     object: &Map<String, Value>,
-) -> Result<(EventKind, Map<String, Value>), Vec<Problem>> {
+) -> Result<Unwrapped, Vec<Problem>> {
+    let mut folded = Vec::new();
     let mut problems = Vec::new();
     let text = |name: &str, problems: &mut Vec<Problem>| -> Option<String> {
         match object.get(name) {
@@ -197,7 +254,7 @@ fn unwrap(
         }
     };
     let id = text("id", &mut problems);
-    let _source = text("source", &mut problems);
+    let source = text("source", &mut problems);
     match text("specversion", &mut problems) {
         Some(version) if version != SPEC_VERSION => problems.push(Problem::new(
             index,
@@ -269,15 +326,19 @@ fn unwrap(
             Map::new()
         }
     };
-    if let Some(id) = id {
+    if let (Some(id), Some(source)) = (id, source) {
+        let scoped = event_id(&source, &id);
         match data.get("event_id") {
-            Some(Value::String(own)) if *own != id => problems.push(Problem::new(
-                index,
-                "data.event_id",
-                format!("{own:?} differs from the CloudEvent id {id:?}; leave it out"),
-            )),
+            Some(Value::String(own)) if *own != id && *own != scoped => {
+                problems.push(Problem::new(
+                    index,
+                    "data.event_id",
+                    format!("{own:?} differs from the CloudEvent id {id:?}; leave it out"),
+                ))
+            }
             _ => {
-                data.insert("event_id".into(), Value::String(id));
+                data.insert("event_id".into(), Value::String(scoped));
+                folded.push(("event_id", "id"));
             }
         }
     }
@@ -285,6 +346,7 @@ fn unwrap(
         match object.get("time") {
             Some(time @ Value::String(_)) => {
                 data.insert("occurred_at".into(), time.clone());
+                folded.push(("occurred_at", "time"));
             }
             _ => problems.push(Problem::new(
                 index,
@@ -296,10 +358,11 @@ fn unwrap(
     if kind == Some(EventKind::Usage) && !data.contains_key("user_id") {
         if let Some(subject @ Value::String(_)) = object.get("subject") {
             data.insert("user_id".into(), subject.clone());
+            folded.push(("user_id", "subject"));
         }
     }
     match (kind, problems.is_empty()) {
-        (Some(kind), true) => Ok((kind, data)),
+        (Some(kind), true) => Ok(Unwrapped { kind, data, folded }),
         _ => Err(problems),
     }
 }
@@ -317,7 +380,7 @@ mod tests {
     #[test]
     fn id_time_and_subject_fold_into_the_data() {
         let settings = GatewayConfig::default();
-        let (kind, data) = unwrap(
+        let Unwrapped { kind, data, .. } = unwrap(
             &settings,
             0,
             &object(json!({
@@ -331,7 +394,7 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(kind, EventKind::Usage);
-        assert_eq!(data["event_id"], "ce-1");
+        assert_eq!(data["event_id"], "/billing#ce-1", "source and id together");
         assert_eq!(data["occurred_at"], "2026-11-30T10:00:00Z");
         assert_eq!(data["user_id"], "user-9");
     }

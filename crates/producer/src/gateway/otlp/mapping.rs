@@ -9,6 +9,9 @@
 //!   event as they are: by the conventions they are parts of the input and
 //!   output counts, and a span saying otherwise is refused by the usage
 //!   event's rules.
+//! - A span whose operation is an agent run or a tool call
+//!   (`gateway.otlp_ignored_operations`) is not a model call even when it
+//!   names a model: its tokens are the sum of the chat spans inside it.
 //! - Any other span (HTTP handlers, agent and tool steps without a model,
 //!   database calls) is ignored, not refused.
 //! - Both events take their id from the trace and span ids, so a re-exported
@@ -48,6 +51,7 @@ const REASONING: [&str; 2] = [
 /// A provider-reported cost in US dollars (OpenLIT, OpenLLMetry).
 const COST_USD: &str = "gen_ai.usage.cost";
 const ERROR_TYPE: &str = "error.type";
+const OPERATION: &str = "gen_ai.operation.name";
 
 /// What became of one span.
 #[derive(Debug, PartialEq)]
@@ -78,6 +82,10 @@ impl SpanRules<'_> {
         let Some((_, model)) = attributes.first_text(&settings.otlp_model_attributes) else {
             return SpanOutcome::Ignored;
         };
+        let operation = attributes.get(OPERATION).and_then(scalar_text);
+        if operation.is_some_and(|op| settings.otlp_ignored_operations.contains(&op)) {
+            return SpanOutcome::Ignored;
+        }
         match self.events(span, attributes, model) {
             Ok(mapped) => SpanOutcome::Mapped(mapped),
             Err(reason) => SpanOutcome::Refused(reason),
@@ -116,9 +124,18 @@ impl SpanRules<'_> {
         let input = attributes.first_count(&INPUT_TOKENS)?;
         let output = attributes.first_count(&OUTPUT_TOKENS)?;
         let classes = [
-            ("cache_read_input_tokens", attributes.first_count(&CACHE_READ)?),
-            ("cache_write_input_tokens", attributes.first_count(&CACHE_WRITE)?),
-            ("reasoning_output_tokens", attributes.first_count(&REASONING)?),
+            (
+                "cache_read_input_tokens",
+                attributes.first_count(&CACHE_READ)?,
+            ),
+            (
+                "cache_write_input_tokens",
+                attributes.first_count(&CACHE_WRITE)?,
+            ),
+            (
+                "reasoning_output_tokens",
+                attributes.first_count(&REASONING)?,
+            ),
         ];
         let error_type = attributes
             .get(ERROR_TYPE)
@@ -308,7 +325,10 @@ mod tests {
         assert_eq!(usage["input_tokens"], 1200);
         assert_eq!(usage["cost_usd_nanos"], 0);
         assert_eq!(usage["cache_read_input_tokens"], 1000);
-        assert_eq!(usage["cache_write_input_tokens"], 100, "the newer cache_write name");
+        assert_eq!(
+            usage["cache_write_input_tokens"], 100,
+            "the newer cache_write name"
+        );
         assert_eq!(usage["reasoning_output_tokens"], 30);
         assert_eq!(usage["event_id"], latency["event_id"]);
     }
@@ -339,7 +359,10 @@ mod tests {
         assert_eq!(usage["output_tokens"], 0);
         assert_eq!(usage["cost_usd_nanos"], 450_000);
         assert_eq!(usage["feature"], "default");
-        assert!(usage.get("cache_read_input_tokens").is_none(), "absent, not 0");
+        assert!(
+            usage.get("cache_read_input_tokens").is_none(),
+            "absent, not 0"
+        );
     }
 
     #[test]
@@ -355,6 +378,19 @@ mod tests {
             ),
             SpanOutcome::Ignored,
             "an agent step without a model is not a model call"
+        );
+        assert_eq!(
+            map(
+                &span(vec![
+                    text("gen_ai.operation.name", "invoke_agent"),
+                    text("gen_ai.request.model", "gpt-4o"),
+                    text("gen_ai.provider.name", "openai"),
+                    kv("gen_ai.usage.input_tokens", V::IntValue(900)),
+                ]),
+                &[]
+            ),
+            SpanOutcome::Ignored,
+            "an agent run naming its model repeats its chat spans' tokens"
         );
         let no_provider = map(&span(vec![text("gen_ai.request.model", "m")]), &[]);
         assert!(
