@@ -219,6 +219,8 @@ pub const DURATION_BUCKETS: [f64; 14] = [
 pub struct ServiceMetrics {
     pub build_info: IntGaugeVec,
     pub readiness: IntGaugeVec,
+    /// The metrics server's own connections (`/metrics`, `/healthz`, `/readyz`).
+    pub telemetry: crate::listener::ConnectionMetrics,
 }
 
 impl ServiceMetrics {
@@ -235,6 +237,20 @@ impl ServiceMetrics {
                 "1 while a readiness check passes, 0 while it fails (then /readyz is 503 and names it). Checks: kafka (the brokers answer a metadata probe), kafka_commit and kafka_produce (the last commit or publish succeeded), clickhouse (answers a probe), clickhouse_insert (the last insert succeeded).",
                 &[Label::Open("check")],
             )?,
+            telemetry: crate::listener::ConnectionMetrics {
+                open: declare.gauge(
+                    "centile_telemetry_connections",
+                    "Open connections to the metrics server (/metrics, /healthz, /readyz).",
+                )?,
+                cap_reached: declare.counter(
+                    "centile_telemetry_connection_cap_reached_total",
+                    "Times the metrics server's 64 connections were all taken; further ones waited in the listen backlog.",
+                )?,
+                timed_out: declare.counter(
+                    "centile_telemetry_connections_timed_out_total",
+                    "Metrics-server connections closed for idling 30 s or for a request taking more than 10 s to arrive.",
+                )?,
+            },
         };
         metrics
             .build_info

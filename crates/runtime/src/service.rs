@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     metrics::ServiceMetrics,
     shutdown::{cancel_on_signal, deadline_after},
-    telemetry::{init_tracing, serve, Readiness},
+    telemetry::{init_tracing, serve, Readiness, TELEMETRY_LIMITS},
     Config,
 };
 
@@ -76,6 +76,8 @@ where
     let server_stop = CancellationToken::new();
     let server = tokio::spawn(serve(
         listener,
+        TELEMETRY_LIMITS,
+        service_metrics.telemetry.clone(),
         registry.clone(),
         readiness.clone(),
         config.metrics.auth_token.clone(),

@@ -17,7 +17,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::{fmt, EnvFilter};
 
-use crate::{config::LogConfig, Secret};
+use crate::{
+    config::LogConfig,
+    listener::{CappedListener, ConnectionLimits, ConnectionMetrics},
+    Secret,
+};
 
 /// Installs the global tracing subscriber. `RUST_LOG` overrides the config filter.
 pub fn init_tracing(config: &LogConfig) {
@@ -128,9 +132,20 @@ struct ServerState {
     auth_token: Option<Secret>,
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `shutdown`.
+/// The metrics server's bounds: a scraper or two and a few probes need
+/// little, and a client that connects and idles must not hold the port.
+pub const TELEMETRY_LIMITS: ConnectionLimits = ConnectionLimits {
+    max_connections: 64,
+    idle_timeout: std::time::Duration::from_secs(30),
+    read_timeout: std::time::Duration::from_secs(10),
+};
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until
+/// `shutdown`, within `limits` (connection cap, idle and read timeouts).
 pub async fn serve(
     listener: TcpListener,
+    limits: ConnectionLimits,
+    connections: ConnectionMetrics,
     registry: Registry,
     readiness: Readiness,
     auth_token: Option<Secret>,
@@ -146,7 +161,7 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(state);
-    axum::serve(listener, app)
+    axum::serve(CappedListener::new(listener, limits, connections), app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }
@@ -191,6 +206,70 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    /// Idle clients beyond the cap wait, and are cut off at the idle
+    /// timeout, after which a scrape gets through: a client that connects
+    /// and says nothing cannot take the metrics port.
+    #[tokio::test]
+    async fn idle_clients_cannot_hold_the_metrics_port() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let registry = Registry::new();
+        let connections = test_connections();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let limits = ConnectionLimits {
+            max_connections: 2,
+            idle_timeout: std::time::Duration::from_millis(300),
+            read_timeout: std::time::Duration::from_millis(300),
+        };
+        let server = tokio::spawn(serve(
+            listener,
+            limits,
+            connections.clone(),
+            registry,
+            Readiness::default(),
+            None,
+            stop.clone(),
+        ));
+        let idle: Vec<_> = [0, 1]
+            .iter()
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let started = std::time::Instant::now();
+        let mut scrape = tokio::net::TcpStream::connect(addr).await.unwrap();
+        scrape
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            scrape.read_to_string(&mut answer),
+        )
+        .await
+        .expect("answered once the idle clients are cut off")
+        .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(200),
+            "the third client waited for a slot"
+        );
+        assert!(connections.cap_reached.get() >= 1);
+        assert_eq!(connections.timed_out.get(), 2, "both idle clients cut off");
+        drop(idle);
+        stop.cancel();
+        server.await.unwrap().unwrap();
+    }
+
+    fn test_connections() -> ConnectionMetrics {
+        ConnectionMetrics {
+            open: prometheus::IntGauge::new("open", "open").unwrap(),
+            cap_reached: prometheus::IntCounter::new("cap", "cap").unwrap(),
+            timed_out: prometheus::IntCounter::new("timed_out", "timed out").unwrap(),
+        }
+    }
+
     async fn start(token: Option<&str>) -> (String, Readiness, CancellationToken) {
         let registry = Registry::new();
         let counter = prometheus::IntCounter::new("centile_test_events_total", "test").unwrap();
@@ -202,6 +281,8 @@ mod tests {
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(serve(
             listener,
+            TELEMETRY_LIMITS,
+            test_connections(),
             registry,
             readiness.clone(),
             token.map(Secret::new),
