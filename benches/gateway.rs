@@ -237,9 +237,9 @@ fn split<T>(items: Vec<T>, parts: usize) -> Vec<Vec<T>> {
 
 #[tokio::main]
 async fn main() {
-    let events = arg(1, 100_000);
-    let connections = arg(2, 8);
-    let reps = arg(3, 3);
+    let events = arg(0, 100_000);
+    let connections = arg(1, 8);
+    let reps = arg(2, 3);
     println!("gateway bench: {events} events, batches of {BATCH}, {connections} connections, {reps} repetitions");
     let mut runs: Vec<[f64; 7]> = Vec::new();
     for rep in 1..=reps {
