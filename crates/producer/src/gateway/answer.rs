@@ -79,6 +79,18 @@ impl Rejection {
         }
     }
 
+    /// `Retry-After` (whole seconds, at least 1) on refusals worth a retry,
+    /// and `WWW-Authenticate` on 401, whatever the body's protocol.
+    pub fn add_headers(&self, headers: &mut axum::http::HeaderMap) {
+        if let Some(wait) = self.retry_after() {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
+        if self.status() == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+    }
+
     /// How long to wait before retrying, for the refusals worth a retry.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -136,8 +148,6 @@ impl Rejection {
 
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let mut retry_after = None;
         let body = match &self {
             Self::Unauthorized(message) => plain("unauthorized", message.to_string()),
             Self::Forbidden { tenant, indexes } => ErrorBody {
@@ -147,8 +157,7 @@ impl IntoResponse for Rejection {
                     format!("events name a tenant other than the key's ({tenant}); nothing was published"),
                 )
             },
-            Self::RateLimited { retry_after: wait } => {
-                retry_after = Some(*wait);
+            Self::RateLimited { .. } => {
                 plain("rate_limited", "too many requests for this key".into())
             }
             Self::TooLarge(message) => plain("too_large", message.clone()),
@@ -168,23 +177,10 @@ impl IntoResponse for Rejection {
                 "disconnected",
                 format!("the client closed the connection mid-body: {message}"),
             ),
-            Self::Unavailable {
-                reason,
-                retry_after: wait,
-            } => {
-                retry_after = Some(*wait);
-                plain("unavailable", reason.clone())
-            }
+            Self::Unavailable { reason, .. } => plain("unavailable", reason.clone()),
         };
-        let mut response = (status, Json(body)).into_response();
-        let headers = response.headers_mut();
-        if let Some(wait) = retry_after {
-            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
-        }
-        if status == StatusCode::UNAUTHORIZED {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
+        let mut response = (self.status(), Json(body)).into_response();
+        self.add_headers(response.headers_mut());
         response
     }
 }

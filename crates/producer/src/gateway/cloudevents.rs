@@ -29,13 +29,12 @@ use serde_json::{Map, Value};
 use super::{
     answer::{Accepted, Rejection},
     body::{split, BodyError, BodyFormat},
-    fields::{event, EventKind, Intake, Tenant},
+    fields::{event, EventKind},
     ids::IdSource,
-    ingest::{authenticate, collapse, content_print, kind_of, publish, read_body, unavailable},
+    ingest::{admit_key, collapse, content_print, kind_of, publish, read_body, unavailable},
     problem::{Collected, Problem},
     Gateway,
 };
-use crate::epoch_ms;
 
 pub const ROUTE: &str = "/v1/events";
 
@@ -84,11 +83,7 @@ async fn accept(
     body: Body,
     seen: &mut Vec<EventKind>,
 ) -> Result<Accepted, Rejection> {
-    let (key_hash, grant) = authenticate(gateway, headers)?;
-    gateway
-        .limiter
-        .check(&key_hash, grant.rate, tokio::time::Instant::now())
-        .map_err(|retry_after| Rejection::RateLimited { retry_after })?;
+    let grant = admit_key(gateway, headers)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap_or("invalid"))
@@ -126,13 +121,7 @@ async fn accept(
     )?;
     drop(bytes);
     let ids = IdSource::Random;
-    let intake = Intake {
-        tenant: Tenant::Key(&grant.tenant),
-        arrived_at: epoch_ms(std::time::SystemTime::now()),
-        limits: &gateway.limits,
-        admission: gateway.admission,
-        ids: &ids,
-    };
+    let intake = gateway.intake(&grant.tenant, &ids);
     let mut problems = Collected::default();
     let mut events = Vec::with_capacity(objects.len());
     for (index, object) in objects.iter().enumerate() {
@@ -158,31 +147,15 @@ async fn accept(
     }
     let event_ids: Vec<String> = events.iter().map(|e| e.event_id().to_owned()).collect();
     let prints = events.iter().map(content_print).collect();
-    let as_sent = |rejection: Rejection| match rejection {
-        Rejection::Conflict { message, problems } => Rejection::Conflict {
-            message,
-            problems: problems
-                .into_iter()
-                .map(|mut p| {
-                    if p.field == "event_id" {
-                        p.field = "id".into();
-                    }
-                    p
-                })
-                .collect(),
-        },
-        Rejection::Invalid(problems) => Rejection::Invalid(
-            problems
-                .into_iter()
-                .map(|mut p| {
-                    if p.field == "event_id" {
-                        p.field = "id".into();
-                    }
-                    p
-                })
-                .collect(),
-        ),
-        other => other,
+    // Problems about event ids are about the CloudEvent `id` the client sent.
+    let as_sent = |mut rejection: Rejection| {
+        if let Rejection::Conflict { problems, .. } | Rejection::Invalid(problems) = &mut rejection
+        {
+            for p in problems.iter_mut().filter(|p| p.field == "event_id") {
+                p.field = "id".into();
+            }
+        }
+        rejection
     };
     let (events, prints, kept) = collapse(events, prints).map_err(as_sent)?;
     debug_assert!(events.iter().all(|e| seen.contains(&kind_of(e))));

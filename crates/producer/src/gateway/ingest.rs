@@ -1,12 +1,7 @@
 //! The two ingest routes. Checks run cheapest first, and nothing is handed
 //! to the producer until every event of the request has passed them all.
 
-use std::{
-    collections::HashMap,
-    pin::Pin,
-    sync::Arc,
-    time::{Instant, SystemTime},
-};
+use std::{collections::HashMap, pin::Pin, sync::Arc, time::Instant};
 
 use axum::{
     body::{Body, HttpBody},
@@ -20,14 +15,13 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::{
     answer::{Accepted, Rejection},
     body::{split, BodyError, BodyFormat},
-    fields::{events, EventKind, Intake, Refusal, Tenant},
+    fields::{events, EventKind, Refusal},
     ids::IdSource,
     keys::{hash_key, Grant},
     problem::Problem,
     recent::{fingerprint, id_key, idempotency_key, Claim, Fingerprint, IdKey},
     Gateway,
 };
-use crate::epoch_ms;
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
@@ -105,11 +99,7 @@ async fn accept(
     body: Body,
     events_seen: &mut usize,
 ) -> Result<Accepted, Rejection> {
-    let (key_hash, grant) = authenticate(gateway, headers)?;
-    gateway
-        .limiter
-        .check(&key_hash, grant.rate, tokio::time::Instant::now())
-        .map_err(|retry_after| Rejection::RateLimited { retry_after })?;
+    let grant = admit_key(gateway, headers)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap_or("invalid"));
@@ -136,13 +126,7 @@ async fn accept(
         Some(key) => IdSource::Idempotent(key.clone()),
         None => IdSource::Random,
     };
-    let intake = Intake {
-        tenant: Tenant::Key(&grant.tenant),
-        arrived_at: epoch_ms(SystemTime::now()),
-        limits: &gateway.limits,
-        admission: gateway.admission,
-        ids: &ids,
-    };
+    let intake = gateway.intake(&grant.tenant, &ids);
     let events = events(kind, &objects, &intake).map_err(|refusal| match refusal {
         Refusal::CrossTenant(indexes) => Rejection::Forbidden {
             tenant: grant.tenant.clone(),
@@ -294,7 +278,21 @@ pub(super) fn kind_of(event: &Event) -> EventKind {
     }
 }
 
-pub(super) fn authenticate<'g>(
+/// The grant of the request's key, once it is known and within its rate:
+/// the first check of every ingest route and transport.
+pub(super) fn admit_key<'g>(
+    gateway: &'g Gateway,
+    headers: &HeaderMap,
+) -> Result<&'g Grant, Rejection> {
+    let (key_hash, grant) = authenticate(gateway, headers)?;
+    gateway
+        .limiter
+        .check(&key_hash, grant.rate, tokio::time::Instant::now())
+        .map_err(|retry_after| Rejection::RateLimited { retry_after })?;
+    Ok(grant)
+}
+
+fn authenticate<'g>(
     gateway: &'g Gateway,
     headers: &HeaderMap,
 ) -> Result<([u8; 32], &'g Grant), Rejection> {

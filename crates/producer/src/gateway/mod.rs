@@ -154,6 +154,27 @@ impl Gateway {
     fn retry_after(&self) -> Duration {
         self.settings.retry_after
     }
+
+    /// The bounds of every listener of the gateway (HTTP and OTLP/gRPC).
+    fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: self.settings.max_connections,
+            idle_timeout: self.settings.idle_timeout,
+            read_timeout: self.settings.read_timeout,
+        }
+    }
+
+    /// What the events of a request for `tenant` are checked against, as
+    /// of now.
+    fn intake<'a>(&'a self, tenant: &'a str, ids: &'a ids::IdSource) -> fields::Intake<'a> {
+        fields::Intake {
+            tenant: fields::Tenant::Key(tenant),
+            arrived_at: crate::epoch_ms(std::time::SystemTime::now()),
+            limits: &self.limits,
+            admission: self.admission,
+            ids,
+        }
+    }
 }
 
 /// The gateway's routes.
@@ -182,11 +203,7 @@ pub async fn run(
     let probe = tokio::spawn(probe::watch_broker(gateway.clone(), probe_stop.clone()));
     let listener = CappedListener::new(
         listener,
-        ConnectionLimits {
-            max_connections: gateway.settings.max_connections,
-            idle_timeout: gateway.settings.idle_timeout,
-            read_timeout: gateway.settings.read_timeout,
-        },
+        gateway.connection_limits(),
         gateway.metrics.connections.clone(),
     );
     let grpc = match &gateway.settings {

@@ -19,7 +19,7 @@ use std::{
 };
 
 use axum::serve::Listener;
-use centile_runtime::listener::{CappedListener, CappedStream, ConnectionLimits};
+use centile_runtime::listener::{CappedListener, CappedStream};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     trace_service_server::{TraceService, TraceServiceServer},
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -38,7 +38,7 @@ use tonic::{
 
 use super::http::{grpc_code, ProtoAny, RpcStatus};
 use crate::gateway::{
-    answer::Rejection, ingest::authenticate, metrics::GRPC_EXPORT, Gateway, GatewayError,
+    answer::Rejection, ingest::admit_key, metrics::GRPC_EXPORT, Gateway, GatewayError,
 };
 
 /// Concurrent calls on one connection; more wait for a free stream.
@@ -74,11 +74,7 @@ impl TraceService for Export {
         let gateway = &self.gateway;
         let headers = request.metadata().clone().into_headers();
         let answer = async {
-            let (key_hash, grant) = authenticate(gateway, &headers)?;
-            gateway
-                .limiter
-                .check(&key_hash, grant.rate, tokio::time::Instant::now())
-                .map_err(|retry_after| Rejection::RateLimited { retry_after })?;
+            let grant = admit_key(gateway, &headers)?;
             super::export(gateway, &grant.tenant, request.get_ref()).await
         }
         .await;
@@ -137,12 +133,11 @@ pub async fn run(
     deadline: CancellationToken,
 ) -> Result<(), GatewayError> {
     let settings = &gateway.settings;
-    let limits = ConnectionLimits {
-        max_connections: settings.max_connections,
-        idle_timeout: settings.idle_timeout,
-        read_timeout: settings.read_timeout,
-    };
-    let listener = CappedListener::new(listener, limits, gateway.metrics.connections.clone());
+    let listener = CappedListener::new(
+        listener,
+        gateway.connection_limits(),
+        gateway.metrics.connections.clone(),
+    );
     let incoming = futures::stream::unfold(listener, |mut listener| async move {
         let (stream, _) = listener.accept().await;
         Some((Ok::<_, io::Error>(GrpcStream(stream)), listener))

@@ -12,7 +12,7 @@ use std::{io::Read, sync::Arc, time::Instant};
 use axum::{
     body::Body,
     extract::State,
-    http::{header, HeaderMap, HeaderValue, StatusCode},
+    http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
@@ -23,7 +23,7 @@ use prost::Message;
 use super::Exported;
 use crate::gateway::{
     answer::Rejection,
-    ingest::{authenticate, read_body},
+    ingest::{admit_key, read_body},
     Gateway,
 };
 
@@ -103,11 +103,7 @@ async fn receive(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Exported, Rejection> {
-    let (key_hash, grant) = authenticate(gateway, headers)?;
-    gateway
-        .limiter
-        .check(&key_hash, grant.rate, tokio::time::Instant::now())
-        .map_err(|retry_after| Rejection::RateLimited { retry_after })?;
+    let grant = admit_key(gateway, headers)?;
     let encoding = Encoding::of(headers).ok_or_else(|| {
         Rejection::UnsupportedMediaType(format!(
             "content type {:?} is not supported: use application/x-protobuf or application/json",
@@ -222,14 +218,7 @@ fn refusal(encoding: Encoding, rejection: &Rejection) -> Response {
         body,
     )
         .into_response();
-    let headers = response.headers_mut();
-    if let Some(wait) = rejection.retry_after() {
-        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
-    }
-    if status == StatusCode::UNAUTHORIZED {
-        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
+    rejection.add_headers(response.headers_mut());
     response
 }
 

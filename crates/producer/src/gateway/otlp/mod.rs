@@ -22,7 +22,7 @@ pub mod grpc;
 pub mod http;
 pub mod mapping;
 
-use std::{sync::Arc, time::SystemTime};
+use std::sync::Arc;
 
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -34,12 +34,11 @@ use self::{
 };
 use super::{
     answer::Rejection,
-    fields::{event, EventKind, Intake, Tenant},
+    fields::{event, EventKind},
     ids::IdSource,
     ingest::{collapse, content_print, kind_of, publish, unavailable},
     Gateway,
 };
-use crate::epoch_ms;
 
 /// At most this many rejected spans are described in a partial success.
 const MAX_DESCRIBED: usize = 10;
@@ -104,13 +103,7 @@ pub async fn export(
         settings: &gateway.settings,
     };
     let ids = IdSource::Random;
-    let intake = Intake {
-        tenant: Tenant::Key(tenant),
-        arrived_at: epoch_ms(SystemTime::now()),
-        limits: &gateway.limits,
-        admission: gateway.admission,
-        ids: &ids,
-    };
+    let intake = gateway.intake(tenant, &ids);
     let mut outcome = Exported::default();
     let mut events = Vec::new();
     let mut index = 0;
