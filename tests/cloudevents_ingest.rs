@@ -12,7 +12,7 @@ use std::{collections::BTreeSet, time::Duration};
 
 use centile::{
     gateway_kit::TestGateway,
-    testkit::{metric_sum, metric_value, now_ms, TestEnv},
+    testkit::{civil_from_days, metric_sum, metric_value, now_ms, TestEnv},
     truth::{assert_exact_aggregates, assert_raw_exactly_once, wait_until_complete, Truth},
 };
 use centile_events::{Event, LatencyEvent, UsageEvent};
@@ -48,19 +48,6 @@ fn rfc3339(ms: i64, offset_minutes: i64) -> String {
         rest % 3600 / 60,
         rest % 60,
     )
-}
-
-/// Howard Hinnant's days-to-civil, so the test needs no date crate.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// An expected event from its fields (optional ones may be left out).
