@@ -199,7 +199,7 @@ fn usage(id: String, at: i64, tenant: &str, model: &str) -> Event {
         feature: "batch".into(),
         input_tokens: 100,
         output_tokens: 50,
-        cost_usd_nanos: 1_500_000,
+        cost_usd_nanos: Some(1_500_000),
         cache_read_input_tokens: None,
         cache_write_input_tokens: None,
         reasoning_output_tokens: None,

@@ -122,7 +122,11 @@ impl World {
     }
 
     async fn compact(&self, latency: BTreeSet<i64>, usage: BTreeSet<i64>) {
-        Compactor::new(self.env.clickhouse(), self.db.as_str())
+        Compactor::new(
+            self.env.clickhouse(),
+            self.db.as_str(),
+            centile_sink::prices::Prices::fixed(&Default::default()),
+        )
             .compact(&Dirty { latency, usage })
             .await
             .expect("compaction");

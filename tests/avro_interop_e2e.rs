@@ -117,7 +117,7 @@ async fn fastavro_messages_in_both_fingerprint_orders_are_counted_exactly() {
             feature: "chat".into(),
             input_tokens: 1_000 + i,
             output_tokens: 250,
-            cost_usd_nanos: 1_234_567_891 + i,
+            cost_usd_nanos: Some(1_234_567_891 + i),
             cache_read_input_tokens: None,
             cache_write_input_tokens: None,
             reasoning_output_tokens: None,

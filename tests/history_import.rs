@@ -129,7 +129,7 @@ fn usage_rows(now: i64) -> Vec<Row<UsageEvent>> {
                     feature: ["chat", "image", "auto-router"][n % 3].to_owned(),
                     input_tokens: (n * 13 % 4_000) as i64,
                     output_tokens: (n * 7 % 900) as i64,
-                    cost_usd_nanos: (n as i64 * 1_234_567) % 90_000_000,
+                    cost_usd_nanos: Some((n as i64 * 1_234_567) % 90_000_000),
                     cache_read_input_tokens: None,
                     cache_write_input_tokens: None,
                     reasoning_output_tokens: None,
@@ -177,7 +177,7 @@ fn csv(rows: &[Row<UsageEvent>]) -> String {
             e.feature,
             e.input_tokens,
             e.output_tokens,
-            e.cost_usd_nanos
+            e.cost_usd_nanos.map_or(String::new(), |c| c.to_string())
         ));
     }
     text

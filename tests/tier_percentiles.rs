@@ -58,7 +58,11 @@ async fn hour_day_and_week_percentiles_stay_within_one_percent() {
                 .expect("insert pane");
         }
     }
-    Compactor::new(client.clone(), db.as_str())
+    Compactor::new(
+        client.clone(),
+        db.as_str(),
+        centile_sink::prices::Prices::fixed(&Default::default()),
+    )
         .compact(&Dirty {
             latency: minutes,
             usage: Default::default(),

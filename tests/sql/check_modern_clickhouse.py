@@ -66,6 +66,9 @@ RETENTION_DAYS = "30"
 VERSION_RE = re.compile(r"^--\s*centile:min-server-version\s+([0-9][0-9.]*)\s*$")
 CLASS_COLS = ["total_cache_read_input_tokens", "total_cache_write_input_tokens",
               "total_reasoning_output_tokens"]
+# The price book's columns (migration 0008), checked apart.
+PRICE_COLS = ["reported_cost_usd", "computed_cost_usd", "computed_request_count",
+              "price_versions"]
 ADD_COLUMN_RE = re.compile(r"^ALTER TABLE [A-Za-z0-9_]+\.([A-Za-z0-9_]+) ADD COLUMN ([A-Za-z0-9_]+) ")
 SINK_BIN = None  # set by main
 
@@ -96,8 +99,10 @@ def unix(when):
     return int(t.timestamp())
 
 
-def compact_statements(latency_minutes=(), usage_minutes=()):
+def compact_statements(latency_minutes=(), usage_minutes=(), prices=None):
     args = ["compact-sql", "--database", DB]
+    if prices:
+        args += ["--prices", prices]
     if latency_minutes:
         args += ["--latency-minutes", ",".join(str(unix(m)) for m in latency_minutes)]
     if usage_minutes:
@@ -105,9 +110,9 @@ def compact_statements(latency_minutes=(), usage_minutes=()):
     return [s.strip() for s in sink(*args).split(";\n\n") if s.strip()]
 
 
-def compact(query, latency_minutes=(), usage_minutes=(), times=2):
+def compact(query, latency_minutes=(), usage_minutes=(), times=2, prices=None):
     """Runs the compaction `times` times over (it must be idempotent)."""
-    statements = compact_statements(latency_minutes, usage_minutes)
+    statements = compact_statements(latency_minutes, usage_minutes, prices)
     # Each kind's tiers are recomputed from the bottom (other stored
     # groupings may follow them).
     targets = [re.match(r"INSERT INTO %s\.(\w+)" % DB, s) for s in statements]
@@ -295,14 +300,14 @@ def _lat_pane(pane_id, version, minute, dims, part, calls, succ, errs, rt_sum, r
 
 
 def _use_pane(pane_id, version, minute, dims, part, requests, in_sum, out_sum, cost_nanos,
-              emitted, legacy=None, classes=(0, 0, 0)):
+              emitted, legacy=None, classes=(0, 0, 0), unpriced=(0, 0, 0, 0, 0, 0)):
     ws = ts(minute)
     gran, we = legacy or ("minute", _minute_end(ws))
     tenant, model, provider, feature = dims
     return ("('%s', %d, '%s', '%s', '%s', '%s', '%s', '%s', '%s', 'usage.events', %d, "
-            "0, 99, 1, 0, %d, %d, %d, %d, '%s', %d, %d, %d)" % (
+            "0, 99, 1, 0, %d, %d, %d, %d, '%s', %d, %d, %d, %d, %d, %d, %d, %d, %d)" % (
                 pane_id, version, gran, ws, we, tenant, model, provider, feature, part,
-                requests, in_sum, out_sum, cost_nanos, ts(emitted), *classes))
+                requests, in_sum, out_sum, cost_nanos, ts(emitted), *classes, *unpriced))
 
 
 def insert_events(query):
@@ -319,9 +324,9 @@ def insert_events(query):
 
     use_ev = "INSERT INTO %s.usage_events VALUES " % DB
     u1 = ("('u1', '{t}', 1, 'T1', 'alice', 'gpt-4o', 'openai', 'chat', 10, 20, 123456789012345, "
-          "0, 5, '{t}', 8, 1, 5)").format(t=t)
+          "0, 5, '{t}', 8, 1, 5, 1)").format(t=t)
     u2 = ("('u2', '{t}', 2, 'T1', NULL, 'gpt-4o', 'openai', 'chat', 1, 2, 1, 0, 6, '{t}', "
-          "NULL, NULL, NULL)").format(t=t)
+          "NULL, NULL, NULL, 0)").format(t=t)
     query(use_ev + ", ".join([u1, u2]))
     query(use_ev + u1)  # redelivery
 
@@ -444,7 +449,11 @@ USAGE_DESC = [("window_start", DT), ("tenant_id", "String"), ("model_id", "Strin
               ("total_cache_read_input_tokens", "Int64"),
               ("total_cache_write_input_tokens", "Int64"),
               ("total_reasoning_output_tokens", "Int64"),
-              ("total_cost_usd", "Decimal(18, 9)"), ("revision", "UInt64"), ("updated_at", DT),
+              ("total_cost_usd", "Decimal(18, 9)"),
+              # the price book (migration 0008)
+              ("reported_cost_usd", "Decimal(18, 9)"), ("computed_cost_usd", "Decimal(18, 9)"),
+              ("computed_request_count", "Int64"), ("price_versions", "Array(String)"),
+              ("revision", "UInt64"), ("updated_at", DT),
               # new
               ("window_end", DT)]
 TOP_DESC = [("window_start", DT), ("model_id", "String"), ("provider", "String"),
@@ -461,7 +470,7 @@ WATERMARK_DESC = [("source_topic", "String"), ("source_partition", "Int32"),
 # The columns the value checks read (the sketch arrays are checked apart).
 LATENCY_COLS = [n for n, _ in LATENCY_DESC if not n.startswith("sketch_")]
 # (token classes are checked apart, see CLASS_COLS)
-USAGE_COLS = [n for n, _ in USAGE_DESC if n not in CLASS_COLS]
+USAGE_COLS = [n for n, _ in USAGE_DESC if n not in CLASS_COLS + PRICE_COLS]
 TOP_COLS = [n for n, _ in TOP_DESC]
 SKETCH_COLS = ["sketch_keys", "sketch_counts", "sketch_sums"]
 
@@ -624,6 +633,81 @@ def check_window_status(c, query, label, low_unix, low_text, final, windows=WIND
     c.check("window_status %s: is_final" % label, got_final == want_final and not bad_flags,
             "final %r want %r" % (got_final, want_final))
 
+
+
+PRICE_BOOK = """
+[[prices]]
+model = "gpt-4o"
+provider = "openai"
+effective_from = 2025-02-01
+input = "2.50"
+output = "10"
+cache_read = "1.25"
+cache_write = "3.125"
+reasoning = "12"
+
+[[prices]]
+model = "gpt-4o"
+provider = "openai"
+effective_from = "2025-02-05"
+input = "5"
+output = "20"
+cache_read = "2.5"
+cache_write = "6.25"
+reasoning = "24"
+"""
+
+
+def run_pricing_checks(query, c):
+    """The price book in the compaction, on its own tenant and week (after
+    every other check, which counts all rows): panes on Tuesday 02-04 and
+    Thursday 02-06 with 4 of 5 requests unpriced; a new version starts on
+    Wednesday 02-05, inside the week.
+
+    By hand, each pane's unpriced tokens: 400 input (100 cache read, 50
+    cache write), 200 output (20 reasoning). At the first version (USD per
+    million: 2.50, 1.25, 3.125, 10, 12) that is 250 x 2500 + 100 x 1250 +
+    50 x 3125 + 180 x 10000 + 20 x 12000 = 2,946,250 nano-dollars; at the
+    second (every price doubled) 5,892,500. The week sums its days:
+    8,838,750."""
+    book = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
+    book.write(PRICE_BOOK)
+    book.close()
+    tp = ("TP", "gpt-4o", "openai", "chat")
+    up = "INSERT INTO %s.usage_panes VALUES " % DB
+    panes = []
+    for pane_id, day in (("P1", "2025-02-04"), ("P2", "2025-02-06")):
+        panes.append(_use_pane(pane_id, 1, ts("10:00", day), tp, 0, 5, 500, 250, 7,
+                               ts("10:01:05", day), classes=(125, 60, 25),
+                               unpriced=(4, 400, 200, 100, 50, 20)))
+    query(up + ", ".join(panes))
+    try:
+        compact(query, (), ["2025-02-04 10:00", "2025-02-06 10:00"], times=2,
+                prices=book.name)
+    finally:
+        os.unlink(book.name)
+    cols = ["toString(total_cost_usd)", "toString(reported_cost_usd)",
+            "toString(computed_cost_usd)", "computed_request_count",
+            "length(price_versions)", "arrayStringConcat(price_versions, ',')"]
+    for view, start, computed, versions in [
+            ("usage_minute", "2025-02-04 10:00:00", "0.002946250", ["2025-02-01"]),
+            ("usage_hourly", "2025-02-06 10:00:00", "0.005892500", ["2025-02-05"]),
+            ("usage_daily", "2025-02-04 00:00:00", "0.002946250", ["2025-02-01"]),
+            ("usage_daily", "2025-02-06 00:00:00", "0.005892500", ["2025-02-05"]),
+            ("usage_weekly", "2025-02-03 00:00:00", "0.008838750",
+             ["2025-02-01", "2025-02-05"])]:
+        r = rows(query, "SELECT %s FROM %s.%s WHERE tenant_id = 'TP' AND window_start = "
+                        "toDateTime('%s', 'UTC')" % (", ".join(cols), DB, view, start))
+        reported = "0.000000014" if view == "usage_weekly" else "0.000000007"
+        total = Decimal(computed) + Decimal(reported)
+        unpriced = "8" if view == "usage_weekly" else "4"
+        ok = (len(r) == 1 and Decimal(r[0][0]) == total
+              and Decimal(r[0][1]) == Decimal(reported)
+              and Decimal(r[0][2]) == Decimal(computed) and r[0][3] == unpriced
+              and r[0][4] == str(len(versions))
+              and [v.split(":")[0] for v in r[0][5].split(",")] == versions)
+        c.check("price book: %s %s costs %s by hand, versions %s" % (
+            view, start, computed, versions), ok, repr(r))
 
 
 def run_checks(query, server_version, c=None):
@@ -1281,6 +1365,7 @@ def main():
         insert_stale_panes(query)
         compact(query, LATENCY_MINUTES, USAGE_MINUTES, times=2)
         run_checks(query, server_version, c)
+        run_pricing_checks(query, c)
     except Exception as e:  # any SQL error is a failure
         c.check("exception", False, str(e))
     finally:

@@ -40,8 +40,11 @@ pub struct UsageEvent {
     pub feature: String,
     pub input_tokens: i64,
     pub output_tokens: i64,
-    /// Billionths of a US dollar.
-    pub cost_usd_nanos: i64,
+    /// Billionths of a US dollar, as the provider reported it. `None`: the
+    /// price book prices the event, by the version in effect at
+    /// `occurred_at`.
+    #[serde(default)]
+    pub cost_usd_nanos: Option<i64>,
     /// Input tokens read from the prompt cache: part of `input_tokens`.
     #[serde(default)]
     pub cache_read_input_tokens: Option<i64>,

@@ -77,6 +77,43 @@ pub struct UsagePane {
     pub cache_read_input_tokens_sum: i64,
     pub cache_write_input_tokens_sum: i64,
     pub reasoning_output_tokens_sum: i64,
+    /// The requests without a reported cost, and their tokens by class:
+    /// what the price book prices.
+    pub unpriced: Unpriced,
+}
+
+/// Requests that carried no cost and their token sums by class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unpriced {
+    pub requests: i64,
+    pub input: i64,
+    pub output: i64,
+    pub cache_read: i64,
+    pub cache_write: i64,
+    pub reasoning: i64,
+}
+
+impl Unpriced {
+    /// Counts one event that carried no cost.
+    pub fn add(&mut self, e: &crate::UsageEvent) {
+        self.requests += 1;
+        self.input += e.input_tokens;
+        self.output += e.output_tokens;
+        self.cache_read += e.cache_read_input_tokens.unwrap_or(0);
+        self.cache_write += e.cache_write_input_tokens.unwrap_or(0);
+        self.reasoning += e.reasoning_output_tokens.unwrap_or(0);
+    }
+
+    /// The token sums the price book prices.
+    pub fn tokens(&self) -> crate::TokenSums {
+        crate::TokenSums {
+            input: self.input,
+            output: self.output,
+            cache_read: self.cache_read,
+            cache_write: self.cache_write,
+            reasoning: self.reasoning,
+        }
+    }
 }
 
 /// How far one source partition has been rolled up (`centile.v1.Watermark`).

@@ -21,7 +21,7 @@ const WATERMARK: &str = include_str!("../../../schemas/avro/watermark.avsc");
 /// Earlier versions of the schemas, still read: producers and aggregators
 /// that have not been upgraded keep writing them, and Avro resolution fills
 /// the fields added since with their defaults.
-pub const HISTORY: [(SchemaKind, &str); 2] = [
+pub const HISTORY: [(SchemaKind, &str); 4] = [
     (
         SchemaKind::UsageEvent,
         include_str!("../../../schemas/avro/history/usage_event.v1.avsc"),
@@ -29,6 +29,16 @@ pub const HISTORY: [(SchemaKind, &str); 2] = [
     (
         SchemaKind::UsagePane,
         include_str!("../../../schemas/avro/history/usage_pane.v1.avsc"),
+    ),
+    // v2: token classes; v3 made the cost optional and added the unpriced
+    // sums to the pane.
+    (
+        SchemaKind::UsageEvent,
+        include_str!("../../../schemas/avro/history/usage_event.v2.avsc"),
+    ),
+    (
+        SchemaKind::UsagePane,
+        include_str!("../../../schemas/avro/history/usage_pane.v2.avsc"),
     ),
 ];
 

@@ -150,7 +150,7 @@ impl Validate for UsageEvent {
         c.text("feature", &self.feature);
         c.tokens("input_tokens", Some(self.input_tokens));
         c.tokens("output_tokens", Some(self.output_tokens));
-        c.tokens("cost_usd_nanos", Some(self.cost_usd_nanos));
+        c.tokens("cost_usd_nanos", self.cost_usd_nanos);
         c.tokens("cache_read_input_tokens", self.cache_read_input_tokens);
         c.tokens("cache_write_input_tokens", self.cache_write_input_tokens);
         c.tokens("reasoning_output_tokens", self.reasoning_output_tokens);

@@ -290,7 +290,7 @@ pub(crate) fn usage_event_to_value(e: &UsageEvent) -> Value {
         ("feature", Value::String(e.feature.clone())),
         ("input_tokens", Value::Long(e.input_tokens)),
         ("output_tokens", Value::Long(e.output_tokens)),
-        ("cost_usd_nanos", Value::Long(e.cost_usd_nanos)),
+        ("cost_usd_nanos", nullable(e.cost_usd_nanos.map(Value::Long))),
         (
             "cache_read_input_tokens",
             nullable(e.cache_read_input_tokens.map(Value::Long)),
@@ -318,7 +318,7 @@ pub(crate) fn usage_event_from_value(value: Value) -> Result<UsageEvent, DecodeE
         feature: r.string("feature"),
         input_tokens: r.long("input_tokens"),
         output_tokens: r.long("output_tokens"),
-        cost_usd_nanos: r.long("cost_usd_nanos"),
+        cost_usd_nanos: r.opt_long("cost_usd_nanos"),
         cache_read_input_tokens: r.opt_long("cache_read_input_tokens"),
         cache_write_input_tokens: r.opt_long("cache_write_input_tokens"),
         reasoning_output_tokens: r.opt_long("reasoning_output_tokens"),
@@ -454,6 +454,21 @@ pub(crate) fn usage_pane_to_value(p: &UsagePane) -> Value {
             "reasoning_output_tokens_sum",
             Value::Long(p.reasoning_output_tokens_sum),
         ),
+        ("unpriced_requests", Value::Long(p.unpriced.requests)),
+        ("unpriced_input_tokens_sum", Value::Long(p.unpriced.input)),
+        ("unpriced_output_tokens_sum", Value::Long(p.unpriced.output)),
+        (
+            "unpriced_cache_read_input_tokens_sum",
+            Value::Long(p.unpriced.cache_read),
+        ),
+        (
+            "unpriced_cache_write_input_tokens_sum",
+            Value::Long(p.unpriced.cache_write),
+        ),
+        (
+            "unpriced_reasoning_output_tokens_sum",
+            Value::Long(p.unpriced.reasoning),
+        ),
     ]);
     record(fields)
 }
@@ -480,6 +495,14 @@ pub(crate) fn usage_pane_from_value(value: Value) -> Result<UsagePane, DecodeErr
         cache_read_input_tokens_sum: r.long("cache_read_input_tokens_sum"),
         cache_write_input_tokens_sum: r.long("cache_write_input_tokens_sum"),
         reasoning_output_tokens_sum: r.long("reasoning_output_tokens_sum"),
+        unpriced: crate::Unpriced {
+            requests: r.long("unpriced_requests"),
+            input: r.long("unpriced_input_tokens_sum"),
+            output: r.long("unpriced_output_tokens_sum"),
+            cache_read: r.long("unpriced_cache_read_input_tokens_sum"),
+            cache_write: r.long("unpriced_cache_write_input_tokens_sum"),
+            reasoning: r.long("unpriced_reasoning_output_tokens_sum"),
+        },
     };
     r.finish(pane)
 }

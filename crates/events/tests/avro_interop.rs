@@ -219,7 +219,7 @@ fn decodes_a_message_apache_avro_writes_with_a_registered_writer_schema() {
             feature: "comparison".into(),
             input_tokens: 7,
             output_tokens: 9,
-            cost_usd_nanos: 9_007_199_254_740_993,
+            cost_usd_nanos: Some(9_007_199_254_740_993),
             cache_read_input_tokens: None,
             cache_write_input_tokens: None,
             reasoning_output_tokens: None,
@@ -295,6 +295,13 @@ fn usage_records() -> (Value, Vec<UsageEvent>) {
             "output_tokens": 0, "cost_usd_nanos": 9_223_372_036_854_775_807_i64,
             "cache_read_input_tokens": null, "cache_write_input_tokens": null,
             "reasoning_output_tokens": null
+        },
+        {
+            "event_id": "fu-3", "occurred_at": 1_795_435_260_002_i64, "tenant_id": "acme",
+            "user_id": null, "model_id": "gpt-4o", "provider": "openai", "feature": "chat",
+            "input_tokens": 40, "output_tokens": 7, "cost_usd_nanos": null,
+            "cache_read_input_tokens": 10, "cache_write_input_tokens": null,
+            "reasoning_output_tokens": null
         }
     ]);
     let events = vec![
@@ -308,7 +315,7 @@ fn usage_records() -> (Value, Vec<UsageEvent>) {
             feature: "auto-router".into(),
             input_tokens: 1000,
             output_tokens: 250,
-            cost_usd_nanos: 1_234_567_891,
+            cost_usd_nanos: Some(1_234_567_891),
             cache_read_input_tokens: Some(600),
             cache_write_input_tokens: Some(100),
             reasoning_output_tokens: Some(50),
@@ -323,8 +330,24 @@ fn usage_records() -> (Value, Vec<UsageEvent>) {
             feature: "image".into(),
             input_tokens: 0,
             output_tokens: 0,
-            cost_usd_nanos: i64::MAX,
+            cost_usd_nanos: Some(i64::MAX),
             cache_read_input_tokens: None,
+            cache_write_input_tokens: None,
+            reasoning_output_tokens: None,
+        },
+        // No cost: the price book prices it.
+        UsageEvent {
+            event_id: "fu-3".into(),
+            occurred_at: 1_795_435_260_002,
+            tenant_id: "acme".into(),
+            user_id: None,
+            model_id: "gpt-4o".into(),
+            provider: "openai".into(),
+            feature: "chat".into(),
+            input_tokens: 40,
+            output_tokens: 7,
+            cost_usd_nanos: None,
+            cache_read_input_tokens: Some(10),
             cache_write_input_tokens: None,
             reasoning_output_tokens: None,
         },
@@ -425,6 +448,14 @@ fn fastavro_reads_every_kind_centile_writes() {
         cache_read_input_tokens_sum: 2,
         cache_write_input_tokens_sum: 1,
         reasoning_output_tokens_sum: 3,
+        unpriced: centile_events::Unpriced {
+            requests: 1,
+            input: 2,
+            output: 3,
+            cache_read: 1,
+            cache_write: 1,
+            reasoning: 2,
+        },
     };
     let watermark = Watermark {
         source_topic: "centile.latency.v1".into(),
@@ -465,7 +496,10 @@ fn fastavro_reads_every_kind_centile_writes() {
         "source_partition": 2, "first_offset": 10, "last_offset": 99, "is_final": false,
         "watermark": 5, "requests": 2, "input_tokens_sum": 3, "output_tokens_sum": 4,
         "cost_usd_nanos_sum": 9_000_000_001_i64, "cache_read_input_tokens_sum": 2,
-        "cache_write_input_tokens_sum": 1, "reasoning_output_tokens_sum": 3
+        "cache_write_input_tokens_sum": 1, "reasoning_output_tokens_sum": 3,
+        "unpriced_requests": 1, "unpriced_input_tokens_sum": 2,
+        "unpriced_output_tokens_sum": 3, "unpriced_cache_read_input_tokens_sum": 1,
+        "unpriced_cache_write_input_tokens_sum": 1, "unpriced_reasoning_output_tokens_sum": 2
     }}));
     sent.push(Decoded::Watermark(watermark));
     expected.push(json!({ "kind": "watermark", "record": {
@@ -612,6 +646,7 @@ fn old_and_new_usage_writers_flow_side_by_side() {
     };
     assert_eq!(old.event_id, "old-1");
     assert_eq!(old.input_tokens, 40);
+    assert_eq!(old.cost_usd_nanos, Some(11), "a long cost reads as reported");
     assert_eq!(
         (
             old.cache_read_input_tokens,
@@ -630,5 +665,26 @@ fn old_and_new_usage_writers_flow_side_by_side() {
             new.reasoning_output_tokens
         ),
         (Some(30), Some(5), Some(2))
+    );
+    assert_eq!(new.cost_usd_nanos, Some(11));
+
+    // The second schema (token classes, a cost that must be there) still
+    // decodes beside the current one, where the cost may be null.
+    let v2 = fastavro_encode(
+        "history/usage_event.v2",
+        json!([{
+            "event_id": "v2-1", "occurred_at": 1_795_435_260_003_i64, "tenant_id": "acme",
+            "user_id": null, "model_id": "m", "provider": "p", "feature": "chat",
+            "input_tokens": 40, "output_tokens": 7, "cost_usd_nanos": 13,
+            "cache_read_input_tokens": 30, "cache_write_input_tokens": null,
+            "reasoning_output_tokens": null
+        }]),
+    );
+    let Decoded::Usage(v2) = decode(&schemas, &v2[0]).expect("the v2 schema decodes") else {
+        panic!("a usage event");
+    };
+    assert_eq!(
+        (v2.cost_usd_nanos, v2.cache_read_input_tokens),
+        (Some(13), Some(30))
     );
 }

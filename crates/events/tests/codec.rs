@@ -39,7 +39,7 @@ fn usage() -> UsageEvent {
         feature: "auto-router".into(),
         input_tokens: 1_000,
         output_tokens: 250,
-        cost_usd_nanos: 1_234_567_891,
+        cost_usd_nanos: Some(1_234_567_891),
         cache_read_input_tokens: Some(600),
         cache_write_input_tokens: Some(100),
         reasoning_output_tokens: Some(50),
@@ -117,6 +117,14 @@ fn every_message_kind_round_trips() {
             cache_read_input_tokens_sum: 2,
             cache_write_input_tokens_sum: 1,
             reasoning_output_tokens_sum: 3,
+            unpriced: centile_events::Unpriced {
+                requests: 1,
+                input: 7,
+                output: 6,
+                cache_read: 5,
+                cache_write: 1,
+                reasoning: 2,
+            },
         }),
     ];
     for message in messages {
@@ -257,7 +265,7 @@ fn negative_tokens_and_non_finite_latency_are_named() {
     assert_eq!(event.problems(&limits)[0].reason, "must be finite, got inf");
 
     let mut spend = usage();
-    spend.cost_usd_nanos = -1;
+    spend.cost_usd_nanos = Some(-1);
     spend.output_tokens = -2;
     let fields: Vec<_> = spend
         .problems(&limits)

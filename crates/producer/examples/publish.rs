@@ -50,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
                 feature: "summarise",
                 input_tokens: 400 + i,
                 output_tokens: 90,
-                cost_usd_nanos: 1_250_000,
+                cost_usd_nanos: Some(1_250_000),
             }
             .event()
             .user(format!("user-{}", i % 7))

@@ -27,7 +27,7 @@
 //!     feature: "summarise",
 //!     input_tokens: 512,
 //!     output_tokens: 128,
-//!     cost_usd_nanos: 1_250_000,
+//!     cost_usd_nanos: Some(1_250_000),
 //! }
 //! .event()
 //! .user("u-42")
@@ -68,8 +68,9 @@ pub struct Usage<'a> {
     pub feature: &'a str,
     pub input_tokens: u32,
     pub output_tokens: u32,
-    /// Billionths of a US dollar.
-    pub cost_usd_nanos: u64,
+    /// Billionths of a US dollar, as the provider reported it; `None` lets
+    /// the price book price the tokens.
+    pub cost_usd_nanos: Option<u64>,
 }
 
 /// A fresh event id: a UUIDv7, so ids sort by creation time.
@@ -166,7 +167,9 @@ impl Usage<'_> {
             feature: self.feature.to_owned(),
             input_tokens: self.input_tokens.into(),
             output_tokens: self.output_tokens.into(),
-            cost_usd_nanos: i64::try_from(self.cost_usd_nanos).unwrap_or(i64::MAX),
+            cost_usd_nanos: self
+                .cost_usd_nanos
+                .map(|c| i64::try_from(c).unwrap_or(i64::MAX)),
             cache_read_input_tokens: None,
             cache_write_input_tokens: None,
             reasoning_output_tokens: None,

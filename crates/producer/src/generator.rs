@@ -293,8 +293,10 @@ impl Generator {
                     feature: FEATURES[pick(&mut self.rng, &zipf_weights(FEATURES.len()))].into(),
                     input_tokens,
                     output_tokens,
-                    cost_usd_nanos: input_tokens * model.input_nanos_per_token
-                        + output_tokens * model.output_nanos_per_token,
+                    cost_usd_nanos: Some(
+                        input_tokens * model.input_nanos_per_token
+                            + output_tokens * model.output_nanos_per_token,
+                    ),
                     cache_read_input_tokens: cache_read,
                     cache_write_input_tokens: cache_write,
                     reasoning_output_tokens: reasoning,
@@ -339,7 +341,7 @@ mod tests {
             errors += usize::from(!latency.success);
             if let Some(spend) = spend {
                 usage += 1;
-                assert!(spend.cost_usd_nanos >= 0);
+                assert!(spend.cost_usd_nanos.is_some_and(|c| c >= 0));
                 assert_eq!(spend.input_tokens, latency.input_tokens.unwrap());
             }
             by_model

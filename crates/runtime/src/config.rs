@@ -36,6 +36,19 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub api: ApiConfig,
     pub service: ServiceConfig,
+    pub pricing: PricingConfig,
+}
+
+/// The price book (`docs/pricing.md`): what usage events that carry no
+/// cost are priced at.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PricingConfig {
+    /// A TOML file of `[[prices]]` entries. The sink reads it at start and
+    /// again whenever it changes; `centile reprice` reads it too. None:
+    /// events without a cost keep a computed cost of 0, and their rows
+    /// name the price version `none`.
+    pub book: Option<PathBuf>,
 }
 
 /// What every service shares about its own life.

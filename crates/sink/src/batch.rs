@@ -142,6 +142,12 @@ mod tests {
             cache_read_input_tokens_sum: 0,
             cache_write_input_tokens_sum: 0,
             reasoning_output_tokens_sum: 0,
+            unpriced_requests: 0,
+            unpriced_input_tokens_sum: 0,
+            unpriced_output_tokens_sum: 0,
+            unpriced_cache_read_input_tokens_sum: 0,
+            unpriced_cache_write_input_tokens_sum: 0,
+            unpriced_reasoning_output_tokens_sum: 0,
         }
     }
 

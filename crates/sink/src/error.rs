@@ -21,6 +21,8 @@ pub enum SinkError {
         name: String,
         source: clickhouse::error::Error,
     },
+    #[error(transparent)]
+    Prices(#[from] crate::prices::PricesError),
     #[error("shut down while clickhouse was unavailable; the batch was not committed and will be read again: {0}")]
     Unwritten(clickhouse::error::Error),
 }

@@ -3,7 +3,7 @@
 //! Split by role: [`rows`] encodes messages as table rows, [`batch`] groups
 //! them by size or age, [`writer`] inserts them, [`migrate`] owns the
 //! schema, [`rollup`] makes the stored hour, day and week tiers,
-//! [`retention`] expires them, [`dlq`] shapes dead letters, and [`runner`] ties them to Kafka.
+//! [`prices`] keeps the price book current, [`retention`] expires them, [`dlq`] shapes dead letters, and [`runner`] ties them to Kafka.
 
 pub mod batch;
 pub mod client;
@@ -11,6 +11,7 @@ pub mod dlq;
 mod error;
 pub mod metrics;
 pub mod migrate;
+pub mod prices;
 pub mod retention;
 pub mod rollup;
 pub mod rows;

@@ -11,6 +11,7 @@ use centile_sink::{
     client::{check_connection, database_client},
     metrics::SinkMetrics,
     migrate::{migrate, MIGRATIONS},
+    prices::Prices,
     retention,
     rollup::{compact_statements, Compactor, Dirty},
     runner,
@@ -59,6 +60,9 @@ enum Command {
         latency_minutes: Vec<i64>,
         #[arg(long, value_delimiter = ',')]
         usage_minutes: Vec<i64>,
+        /// Price with this book (none: an empty book).
+        #[arg(long)]
+        prices: Option<PathBuf>,
     },
 }
 
@@ -110,6 +114,7 @@ async fn main() -> anyhow::Result<()> {
             let compactor = Compactor::new(
                 database_client(&config.clickhouse),
                 &config.clickhouse.database,
+                Prices::load(config.pricing.book.as_deref())?,
             );
             let since = runner::now_ms() / 1000 - days * 86_400;
             let minutes = compactor.backfill(since).await?;
@@ -133,12 +138,14 @@ async fn main() -> anyhow::Result<()> {
             database,
             latency_minutes,
             usage_minutes,
+            prices,
         } => {
+            let prices = Prices::load(prices.as_deref())?;
             let dirty = Dirty {
                 latency: latency_minutes.into_iter().collect(),
                 usage: usage_minutes.into_iter().collect(),
             };
-            for statement in compact_statements(&database, &dirty) {
+            for statement in compact_statements(&database, &dirty, &prices.sql()) {
                 println!("{statement};\n");
             }
             Ok(())

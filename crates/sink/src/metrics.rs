@@ -39,6 +39,8 @@ pub struct SinkMetrics {
     pub compaction_failures: IntCounter,
     pub compaction_seconds: Histogram,
     pub retention_dropped_partitions: IntCounterVec,
+    pub price_book_reloads: IntCounterVec,
+    pub price_book_versions: IntGauge,
     /// Log-end offsets and lag of the input partitions.
     pub consumer: ConsumerMetrics,
 }
@@ -111,6 +113,15 @@ impl SinkMetrics {
                 "centile_sink_retention_dropped_partitions_total",
                 "Expired partitions dropped by the retention job, by table.",
                 &[Label::Open("table")],
+            )?,
+            price_book_reloads: d.counter_vec(
+                "centile_sink_price_book_reloads_total",
+                "Times the price book file changed and was read again, by outcome: loaded, or refused (it could not be used; the last good book stays and the log names the entry and field).",
+                &[Label::Known("outcome", &["loaded", "refused"])],
+            )?,
+            price_book_versions: d.gauge(
+                "centile_sink_price_book_versions",
+                "Price versions in the book the sink prices with.",
             )?,
             consumer: ConsumerMetrics::register(registry)?,
         })

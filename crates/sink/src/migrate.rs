@@ -74,6 +74,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: Sql::Generated(crate::rollup::sql::token_classes_migration),
         superseded_checksums: &[],
     },
+    Migration {
+        version: 8,
+        name: "0008_price_book (generated)",
+        sql: Sql::Generated(crate::rollup::sql::price_book_migration),
+        superseded_checksums: &[],
+    },
 ];
 
 /// The placeholder generated migrations are checksummed (and printed) with.

@@ -89,6 +89,9 @@ pub struct UsageEventRow {
     pub cache_read_input_tokens: Option<i64>,
     pub cache_write_input_tokens: Option<i64>,
     pub reasoning_output_tokens: Option<i64>,
+    /// 0: the event carried no cost (`cost_usd_nanos` is 0 and the price
+    /// book prices it in the rollups).
+    pub cost_reported: u8,
 }
 
 impl UsageEventRow {
@@ -104,7 +107,8 @@ impl UsageEventRow {
             feature: e.feature,
             input_tokens: e.input_tokens,
             output_tokens: e.output_tokens,
-            cost_usd_nanos: e.cost_usd_nanos,
+            cost_usd_nanos: e.cost_usd_nanos.unwrap_or(0),
+            cost_reported: u8::from(e.cost_usd_nanos.is_some()),
             source_partition: partition,
             source_offset: offset,
             ingested_at: seconds(now_ms),
@@ -217,6 +221,12 @@ pub struct UsagePaneRow {
     pub cache_read_input_tokens_sum: i64,
     pub cache_write_input_tokens_sum: i64,
     pub reasoning_output_tokens_sum: i64,
+    pub unpriced_requests: i64,
+    pub unpriced_input_tokens_sum: i64,
+    pub unpriced_output_tokens_sum: i64,
+    pub unpriced_cache_read_input_tokens_sum: i64,
+    pub unpriced_cache_write_input_tokens_sum: i64,
+    pub unpriced_reasoning_output_tokens_sum: i64,
 }
 
 impl UsagePaneRow {
@@ -245,6 +255,12 @@ impl UsagePaneRow {
             cache_read_input_tokens_sum: p.cache_read_input_tokens_sum,
             cache_write_input_tokens_sum: p.cache_write_input_tokens_sum,
             reasoning_output_tokens_sum: p.reasoning_output_tokens_sum,
+            unpriced_requests: p.unpriced.requests,
+            unpriced_input_tokens_sum: p.unpriced.input,
+            unpriced_output_tokens_sum: p.unpriced.output,
+            unpriced_cache_read_input_tokens_sum: p.unpriced.cache_read,
+            unpriced_cache_write_input_tokens_sum: p.unpriced.cache_write,
+            unpriced_reasoning_output_tokens_sum: p.unpriced.reasoning,
         }
     }
 }

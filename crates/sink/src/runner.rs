@@ -44,6 +44,7 @@ use crate::{
     dlq::{dead_letter, Origin},
     metrics::SinkMetrics,
     migrate::migrate,
+    prices::Prices,
     rows::{LatencyEventRow, LatencyPaneRow, UsageEventRow, UsagePaneRow, WatermarkRow},
     writer::Writer,
     SinkError,
@@ -154,6 +155,7 @@ pub async fn run(
         writer: Writer::new(
             database_client(&config.clickhouse),
             &config.clickhouse.database,
+            Prices::load(config.pricing.book.as_deref())?,
             metrics.clone(),
         ),
         producer,

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::{
     batch::Batch,
     metrics::SinkMetrics,
+    prices::Prices,
     rollup::{Compactor, Dirty},
 };
 
@@ -37,9 +38,10 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
-    pub fn new(client: Client, database: &str, metrics: SinkMetrics) -> Self {
+    pub fn new(client: Client, database: &str, prices: Prices, metrics: SinkMetrics) -> Self {
+        metrics.price_book_versions.set(prices.versions() as i64);
         Self {
-            compactor: Compactor::new(client.clone(), database),
+            compactor: Compactor::new(client.clone(), database, prices),
             lock: Arc::default(),
             client,
             metrics,
@@ -74,6 +76,7 @@ impl Writer {
                 .collect(),
         };
         if !dirty.is_empty() {
+            self.refresh_prices();
             let started = std::time::Instant::now();
             let statements = self.compactor.compact(&dirty).await.inspect_err(|_| {
                 self.metrics.compaction_failures.inc();
@@ -84,6 +87,31 @@ impl Writer {
                 .observe(started.elapsed().as_secs_f64());
         }
         Ok(())
+    }
+
+    /// Reads the price book again if its file changed: a book that cannot
+    /// be used is refused, counted and logged, and the last good one kept.
+    fn refresh_prices(&self) {
+        let prices = self.compactor.prices();
+        match prices.refresh() {
+            Ok(false) => {}
+            Ok(true) => {
+                self.metrics
+                    .price_book_reloads
+                    .with_label_values(&["loaded"])
+                    .inc();
+                self.metrics
+                    .price_book_versions
+                    .set(prices.versions() as i64);
+            }
+            Err(error) => {
+                self.metrics
+                    .price_book_reloads
+                    .with_label_values(&["refused"])
+                    .inc();
+                tracing::error!(%error, digest = %prices.digest(), "price book refused; pricing with the last good one");
+            }
+        }
     }
 
     async fn insert<'a, T>(

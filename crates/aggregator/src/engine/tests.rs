@@ -46,7 +46,7 @@ fn usage(at: i64, cost: i64) -> Event {
         feature: "chat".into(),
         input_tokens: 3,
         output_tokens: 4,
-        cost_usd_nanos: cost,
+        cost_usd_nanos: Some(cost),
         cache_read_input_tokens: None,
         cache_write_input_tokens: None,
         reasoning_output_tokens: None,

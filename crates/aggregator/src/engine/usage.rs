@@ -1,6 +1,7 @@
-//! Usage panes: request counts, token sums and exact cost sums.
+//! Usage panes: request counts, token sums and exact cost sums, with the
+//! tokens of requests that carried no cost apart, for the price book.
 
-use centile_events::{Decoded, Granularity, UsageEvent, UsagePane};
+use centile_events::{Decoded, Granularity, Unpriced, UsageEvent, UsagePane};
 
 use super::{
     pane_id::version,
@@ -51,6 +52,7 @@ pub(crate) struct UsageAgg {
     cache_read_input_tokens_sum: i64,
     cache_write_input_tokens_sum: i64,
     reasoning_output_tokens_sum: i64,
+    unpriced: Unpriced,
     dirty: bool,
 }
 
@@ -66,6 +68,7 @@ impl UsageAgg {
             cache_read_input_tokens_sum: 0,
             cache_write_input_tokens_sum: 0,
             reasoning_output_tokens_sum: 0,
+            unpriced: Unpriced::default(),
             dirty: false,
         }
     }
@@ -75,7 +78,10 @@ impl UsageAgg {
         self.requests += 1;
         self.input_tokens_sum += e.input_tokens;
         self.output_tokens_sum += e.output_tokens;
-        self.cost_usd_nanos_sum += e.cost_usd_nanos;
+        match e.cost_usd_nanos {
+            Some(cost) => self.cost_usd_nanos_sum += cost,
+            None => self.unpriced.add(e),
+        }
         self.cache_read_input_tokens_sum += e.cache_read_input_tokens.unwrap_or(0);
         self.cache_write_input_tokens_sum += e.cache_write_input_tokens.unwrap_or(0);
         self.reasoning_output_tokens_sum += e.reasoning_output_tokens.unwrap_or(0);
@@ -124,6 +130,7 @@ impl Aggregate for UsageAgg {
             cache_read_input_tokens_sum: self.cache_read_input_tokens_sum,
             cache_write_input_tokens_sum: self.cache_write_input_tokens_sum,
             reasoning_output_tokens_sum: self.reasoning_output_tokens_sum,
+            unpriced: self.unpriced,
         })
     }
 }

@@ -438,7 +438,7 @@ impl Reader<'_> {
             feature: self.string("feature"),
             input_tokens: self.integer("input_tokens"),
             output_tokens: self.integer("output_tokens"),
-            cost_usd_nanos: self.integer("cost_usd_nanos"),
+            cost_usd_nanos: self.optional_integer("cost_usd_nanos"),
             cache_read_input_tokens: self.optional_integer("cache_read_input_tokens"),
             cache_write_input_tokens: self.optional_integer("cache_write_input_tokens"),
             reasoning_output_tokens: self.optional_integer("reasoning_output_tokens"),
@@ -629,7 +629,6 @@ mod tests {
                 "feature: missing field",
                 "input_tokens: missing field",
                 "output_tokens: missing field",
-                "cost_usd_nanos: missing field",
             ]
         );
     }

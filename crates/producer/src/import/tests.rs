@@ -176,7 +176,7 @@ fn csv_rows_convert_like_json_and_gzipped_csv_is_recognised() {
     };
     assert_eq!(first.occurred_at, 1_795_428_900_250);
     assert_eq!(first.user_id.as_deref(), Some("u-1"));
-    assert_eq!(first.cost_usd_nanos, 1_500_000);
+    assert_eq!(first.cost_usd_nanos, Some(1_500_000));
     let Event::Usage(second) = &events[1].1 else {
         panic!()
     };

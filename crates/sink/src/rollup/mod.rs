@@ -14,14 +14,20 @@
 //! written before it.
 //!
 //! [`tiers`] defines the tiers and kinds once, [`sql`] makes every table,
-//! view and statement from them.
+//! view and statement from them, [`pricing`] splices the price book into
+//! them, and [`reprice`] restates computed costs after a price correction.
 
+pub mod pricing;
+pub mod reprice;
 pub mod sql;
 pub mod tiers;
 
 use std::collections::BTreeSet;
 
 use clickhouse::Client;
+
+use crate::prices::Prices;
+use pricing::PriceSql;
 
 pub use tiers::{Grouping, Kind, Rollup, Tier};
 
@@ -52,7 +58,7 @@ pub fn buckets(tier: Tier, minutes: &BTreeSet<i64>) -> BTreeSet<i64> {
 
 /// The statements that recompute, tier by tier from the bottom, every
 /// bucket holding a dirty minute, in the order they must run.
-pub fn compact_statements(database: &str, dirty: &Dirty) -> Vec<String> {
+pub fn compact_statements(database: &str, dirty: &Dirty, prices: &PriceSql) -> Vec<String> {
     let mut statements = Vec::new();
     for (rollup, tiers) in Rollup::all() {
         let minutes = dirty.of(rollup.kind);
@@ -65,6 +71,7 @@ pub fn compact_statements(database: &str, dirty: &Dirty) -> Vec<String> {
                 rollup,
                 *tier,
                 &buckets(*tier, minutes),
+                prices,
             ));
         }
     }
@@ -94,6 +101,7 @@ async fn pane_minutes(
 pub struct Compactor {
     client: Client,
     database: String,
+    prices: Prices,
 }
 
 impl std::fmt::Debug for Compactor {
@@ -105,17 +113,23 @@ impl std::fmt::Debug for Compactor {
 }
 
 impl Compactor {
-    pub fn new(client: Client, database: impl Into<String>) -> Self {
+    pub fn new(client: Client, database: impl Into<String>, prices: Prices) -> Self {
         Self {
             client,
             database: database.into(),
+            prices,
         }
+    }
+
+    /// The price book the compactor prices with.
+    pub fn prices(&self) -> &Prices {
+        &self.prices
     }
 
     /// Recomputes, tier by tier from the bottom, every bucket holding a
     /// dirty minute. Safe to repeat; returns the statements run.
     pub async fn compact(&self, dirty: &Dirty) -> Result<usize, clickhouse::error::Error> {
-        let statements = compact_statements(&self.database, dirty);
+        let statements = compact_statements(&self.database, dirty, &self.prices.sql());
         for sql in &statements {
             self.client.query(sql).execute().await?;
         }

@@ -13,10 +13,17 @@ use std::collections::BTreeSet;
 
 use centile_events::sketch::bucket_key_sql;
 
-use super::tiers::{Grouping, Kind, Rollup, Tier, SCHEMA_VERSION};
+use super::pricing::PriceSql;
+use super::tiers::{
+    Grouping, Kind, Rollup, Tier, COMPUTED_COST, PRICE_VERSIONS, SCHEMA_VERSION,
+    UNPRICED_REQUESTS, UNPRICED_TOKENS,
+};
+
+/// A week's last day, in seconds after its Monday.
+const LAST_DAY_OF_WEEK: i64 = 6 * 86_400;
 
 /// `window_start` and the kind's dimensions: a stored row's identity.
-fn key(r: Rollup) -> Vec<&'static str> {
+pub(crate) fn key(r: Rollup) -> Vec<&'static str> {
     let mut key = vec!["window_start"];
     key.extend_from_slice(r.dimensions());
     key
@@ -86,7 +93,7 @@ pub fn create_table(database: &str, r: Rollup, tier: Tier, as_of: u32) -> String
 
 /// The stored columns that follow the key, in table order, as of
 /// migration `as_of`.
-fn value_columns(r: Rollup, as_of: u32) -> Vec<&'static str> {
+pub(crate) fn value_columns(r: Rollup, as_of: u32) -> Vec<&'static str> {
     let kind = r.kind;
     let mut cols: Vec<&'static str> = vec!["window_end"];
     cols.extend_from_slice(r.attributes());
@@ -146,7 +153,11 @@ fn source_rows(database: &str, r: Rollup, tier: Tier, filter: &str) -> String {
                 cols.push(format!("{a} AS s_{a}"));
             }
             for m in kind.metrics() {
-                cols.push(format!("{0} AS s_{0}", m.name));
+                cols.push(format!(
+                    "{} AS s_{}",
+                    m.from_panes.unwrap_or(m.name),
+                    m.name
+                ));
             }
             if kind.has_sketch() {
                 cols.push(format!(
@@ -183,11 +194,34 @@ fn source_rows(database: &str, r: Rollup, tier: Tier, filter: &str) -> String {
     }
 }
 
+/// The computed cost and price versions of a usage row whose unpriced sums
+/// are `<prefix><column>`, priced by the version at `index`.
+pub(crate) fn priced_columns(prices: &PriceSql, prefix: &str, index: &str) -> (String, String) {
+    let sums = UNPRICED_TOKENS.map(|c| format!("{prefix}{c}"));
+    let cost = prices.cost(index, [&sums[0], &sums[1], &sums[2], &sums[3], &sums[4]]);
+    let versions = format!(
+        "if({prefix}{UNPRICED_REQUESTS} > 0, [{}], emptyArrayString())",
+        prices.id(index)
+    );
+    (cost, versions)
+}
+
 /// `INSERT … SELECT` recomputing every row of `tier` in `buckets` (bucket
 /// starts, Unix seconds) from the tier below. Idempotent: the result is a
-/// function of what is stored below, and its revision (the sum of the
-/// merged rows' revisions) grows whenever anything below changed.
-pub fn compact(database: &str, r: Rollup, tier: Tier, buckets: &BTreeSet<i64>) -> String {
+/// function of what is stored below (and of the price book), and its
+/// revision (the sum of the merged rows' revisions) grows whenever
+/// anything below changed.
+///
+/// A usage row's computed cost prices the row's own unpriced sums with
+/// the version in effect at its start (one version covers any minute, hour
+/// or day); a week that a new version begins inside sums its days' costs.
+pub fn compact(
+    database: &str,
+    r: Rollup,
+    tier: Tier,
+    buckets: &BTreeSet<i64>,
+    prices: &PriceSql,
+) -> String {
     let kind = r.kind;
     let (Some(first), Some(last)) = (buckets.first(), buckets.last()) else {
         return String::new();
@@ -210,6 +244,7 @@ pub fn compact(database: &str, r: Rollup, tier: Tier, buckets: &BTreeSet<i64>) -
     if kind.has_sketch() {
         aggregates.push("sumMap(s_sketch_keys, s_sketch_counts, s_sketch_sums) AS a_sketch".into());
     }
+    let priced = kind == Kind::Usage;
     let lower = tier.lower().filter(|_| r.grouping == Grouping::Full);
     aggregates.push(match lower {
         None => "toUInt64(0) AS a_coverage".into(),
@@ -226,8 +261,19 @@ pub fn compact(database: &str, r: Rollup, tier: Tier, buckets: &BTreeSet<i64>) -
     for a in r.attributes() {
         outputs.push(format!("a_{a}"));
     }
+    let (cost, versions) = priced_columns(prices, "a_", "a_price_index");
     for m in kind.metrics() {
-        outputs.push(format!("a_{}", m.name));
+        outputs.push(match m.name {
+            // One version covers the row: price its sums; else (a week
+            // a version begins inside) its days' costs and versions.
+            COMPUTED_COST if priced => {
+                format!("if(a_price_index = a_price_index_end, {cost}, a_{COMPUTED_COST})")
+            }
+            PRICE_VERSIONS if priced => format!(
+                "if(a_price_index = a_price_index_end, {versions}, arraySort(a_{PRICE_VERSIONS}))"
+            ),
+            name => format!("a_{name}"),
+        });
     }
     if kind.has_sketch() {
         outputs.push(
@@ -249,14 +295,30 @@ pub fn compact(database: &str, r: Rollup, tier: Tier, buckets: &BTreeSet<i64>) -
     );
     columns.extend(["coverage", "panes", "revision", "updated_at"]);
 
-    format!(
-        "INSERT INTO {database}.{table} ({columns})\nSELECT {outputs}\nFROM\n(\n    SELECT {aggregates}\n    FROM ({source})\n    GROUP BY b{dims}\n)",
-        table = r.table(tier),
-        columns = columns.join(", "),
-        outputs = outputs.join(", "),
+    let mut merged = format!(
+        "SELECT {aggregates}\n    FROM ({source})\n    GROUP BY b{dims}",
         aggregates = aggregates.join(", "),
         source = source_rows(database, r, tier, &filter),
         dims = dims(r),
+    );
+    if priced {
+        // The version in effect at the bucket's start and on its last day,
+        // on the merged rows (modern servers refuse it beside the
+        // aggregates).
+        merged = format!(
+            "SELECT *, {} AS a_price_index, {} AS a_price_index_end\n    FROM ({merged})",
+            prices.index("b"),
+            prices.index(&format!(
+                "(b + {})",
+                LAST_DAY_OF_WEEK.min(tier.seconds() - 60)
+            )),
+        );
+    }
+    format!(
+        "INSERT INTO {database}.{table} ({columns})\nSELECT {outputs}\nFROM\n(\n    {merged}\n)",
+        table = r.table(tier),
+        columns = columns.join(", "),
+        outputs = outputs.join(", "),
     )
 }
 
@@ -294,11 +356,27 @@ pub fn create_view(database: &str, r: Rollup, tier: Tier, view: &str, as_of: u32
             } else {
                 ""
             };
+            // Since migration 8: the cost the events reported and the
+            // price book's cost of the rest, apart, and their sum.
+            let cost = if as_of >= 8 {
+                format!(
+                    "{total} AS total_cost_usd,
+    {reported} AS reported_cost_usd,
+    {computed} AS computed_cost_usd,
+    v_{UNPRICED_REQUESTS} AS computed_request_count,
+    v_{PRICE_VERSIONS} AS price_versions,",
+                    total = dollars(&format!("v_cost_usd_nanos_sum + v_{COMPUTED_COST}")),
+                    reported = dollars("v_cost_usd_nanos_sum"),
+                    computed = dollars(&format!("v_{COMPUTED_COST}")),
+                )
+            } else {
+                format!("{} AS total_cost_usd,", dollars("v_cost_usd_nanos_sum"))
+            };
             format!(
                 "window_start{d},
     v_requests AS request_count,
     v_input_tokens_sum AS total_input_tokens, v_output_tokens_sum AS total_output_tokens,{classes}
-    toDecimal64(v_cost_usd_nanos_sum, 0) * toDecimal64('0.000000001', 9) AS total_cost_usd,
+    {cost}
     v_revision AS revision, v_updated_at AS updated_at,
     v_window_end AS window_end"
             )
@@ -308,6 +386,11 @@ pub fn create_view(database: &str, r: Rollup, tier: Tier, view: &str, as_of: u32
         "CREATE VIEW {database}.{view} AS\nSELECT {columns}\nFROM\n(\n    {latest}\n)",
         latest = latest_rows_as_of(database, r, tier, "", as_of),
     )
+}
+
+/// Nano-dollars (an Int64 expression) as exact Decimal64(9) dollars.
+fn dollars(nanos: &str) -> String {
+    format!("toDecimal64({nanos}, 0) * toDecimal64('0.000000001', 9)")
 }
 
 /// Per day and model: latency merged across tenants, tools and parameter
@@ -322,6 +405,13 @@ pub fn create_top_models_view(database: &str, as_of: u32) -> String {
     };
     let lat = latest_rows_as_of(database, by_model, Tier::Day, "", as_of);
     let usg = latest_rows_as_of(database, Rollup::full(Kind::Usage), Tier::Day, "", as_of);
+    // Since migration 8 the cost includes the price book's.
+    let cost = if as_of >= 8 {
+        format!("v_cost_usd_nanos_sum + v_{COMPUTED_COST}")
+    } else {
+        "v_cost_usd_nanos_sum".to_owned()
+    };
+    let usg_cost = dollars(&format!("sum({cost})"));
     format!(
         "CREATE VIEW {database}.top_models_daily AS
 SELECT window_start, model_id, provider, call_count, error_rate,
@@ -340,7 +430,7 @@ ANY LEFT JOIN
 (
     SELECT window_start, model_id, provider,
         sum(v_requests) AS usg_requests,
-        toDecimal64(sum(v_cost_usd_nanos_sum), 0) * toDecimal64('0.000000001', 9) AS usg_cost_usd
+        {usg_cost} AS usg_cost_usd
     FROM ({usg})
     GROUP BY window_start, model_id, provider
 ) AS usg
@@ -447,6 +537,52 @@ pub fn token_classes_migration(database: &str) -> Vec<String> {
         }
     }
     statements.extend(views(database, 7));
+    statements
+}
+
+/// Migration 8: the price book. Raw usage events say whether their cost
+/// was reported; the usage panes and every usage tier keep the unpriced
+/// requests' token sums, the computed cost and the price versions apart
+/// from the reported cost; `reprice_audit` records every repricing; then
+/// every view again.
+pub fn price_book_migration(database: &str) -> Vec<String> {
+    let add = |table: &str, column: String| {
+        format!("ALTER TABLE {database}.{table} ADD COLUMN {column}")
+    };
+    // 1: events written before this migration all carried their cost.
+    let mut statements = vec![add("usage_events", "cost_reported UInt8 DEFAULT 1".into())];
+    for c in std::iter::once(UNPRICED_REQUESTS).chain(UNPRICED_TOKENS) {
+        statements.push(add("usage_panes", format!("{c} Int64 DEFAULT 0")));
+    }
+    for (r, tiers) in Rollup::all() {
+        for m in r.kind.metrics().iter().filter(|m| m.since == 8) {
+            for tier in tiers {
+                statements.push(add(&r.table(*tier), format!("{} {}", m.name, m.sql_type)));
+            }
+        }
+    }
+    statements.push(format!(
+        "CREATE TABLE IF NOT EXISTS {database}.reprice_audit
+(
+    run_id String,
+    requested_by String,
+    started_at DateTime('UTC'),
+    finished_at DateTime('UTC'),
+    range_start DateTime('UTC'),
+    range_end DateTime('UTC'),
+    model_id String,
+    price_book String,
+    tier String,
+    rows_restated UInt64,
+    rows_skipped UInt64,
+    old_computed_cost_usd_nanos Int64,
+    new_computed_cost_usd_nanos Int64
+)
+ENGINE = MergeTree
+PARTITION BY toYYYYMM(started_at)
+ORDER BY (started_at, run_id, tier)"
+    ));
+    statements.extend(views(database, 8));
     statements
 }
 

@@ -96,8 +96,9 @@ impl Tier {
 }
 
 /// The schema version of the rollup tables as this release writes them:
-/// 6 made the stored tiers, 7 added the token classes.
-pub const SCHEMA_VERSION: u32 = 7;
+/// 6 made the stored tiers, 7 added the token classes, 8 the price book's
+/// columns.
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// A column summed, or folded with min/max, when rows merge.
 #[derive(Debug, Clone, Copy)]
@@ -109,6 +110,8 @@ pub struct Metric {
     /// earlier migration leave it out, so that migration's text (and its
     /// checksum) never changes.
     pub since: u32,
+    /// What the minute panes hold for it, when they have no such column.
+    pub from_panes: Option<&'static str>,
 }
 
 const fn metric(name: &'static str, sql_type: &'static str, merge: &'static str) -> Metric {
@@ -117,6 +120,7 @@ const fn metric(name: &'static str, sql_type: &'static str, merge: &'static str)
         sql_type,
         merge,
         since: 6,
+        from_panes: None,
     }
 }
 
@@ -127,8 +131,41 @@ const fn token_class(name: &'static str) -> Metric {
         sql_type: "Int64",
         merge: "sum",
         since: 7,
+        from_panes: None,
     }
 }
+
+/// A column of the price book, added by migration 8.
+const fn priced(
+    name: &'static str,
+    sql_type: &'static str,
+    merge: &'static str,
+    from_panes: Option<&'static str>,
+) -> Metric {
+    Metric {
+        name,
+        sql_type,
+        merge,
+        since: 8,
+        from_panes,
+    }
+}
+
+/// The requests that carried no cost, and their tokens by class.
+pub const UNPRICED_REQUESTS: &str = "unpriced_requests";
+/// The unpriced token sums in the order the price book takes them: input,
+/// output, cache read, cache write, reasoning.
+pub const UNPRICED_TOKENS: [&str; 5] = [
+    "unpriced_input_tokens_sum",
+    "unpriced_output_tokens_sum",
+    "unpriced_cache_read_input_tokens_sum",
+    "unpriced_cache_write_input_tokens_sum",
+    "unpriced_reasoning_output_tokens_sum",
+];
+/// The price book's cost of the unpriced tokens, in nano-dollars.
+pub const COMPUTED_COST: &str = "computed_cost_usd_nanos_sum";
+/// The price versions a row's computed cost used.
+pub const PRICE_VERSIONS: &str = "price_versions";
 
 const LATENCY_METRICS: &[Metric] = &[
     metric("calls", "UInt64", "sum"),
@@ -151,6 +188,21 @@ const USAGE_METRICS: &[Metric] = &[
     token_class("cache_read_input_tokens_sum"),
     token_class("cache_write_input_tokens_sum"),
     token_class("reasoning_output_tokens_sum"),
+    priced(UNPRICED_REQUESTS, "Int64", "sum", None),
+    priced(UNPRICED_TOKENS[0], "Int64", "sum", None),
+    priced(UNPRICED_TOKENS[1], "Int64", "sum", None),
+    priced(UNPRICED_TOKENS[2], "Int64", "sum", None),
+    priced(UNPRICED_TOKENS[3], "Int64", "sum", None),
+    priced(UNPRICED_TOKENS[4], "Int64", "sum", None),
+    // Priced per row from the unpriced sums (see `super::pricing`); the
+    // panes carry no cost for them.
+    priced(COMPUTED_COST, "Int64", "sum", Some("toInt64(0)")),
+    priced(
+        PRICE_VERSIONS,
+        "Array(String)",
+        "groupUniqArrayArray",
+        Some("emptyArrayString()"),
+    ),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -179,11 +179,12 @@ impl SpanRules<'_> {
         }
 
         let usage = if input.is_some() || output.is_some() {
+            // No reported cost: the price book prices the tokens.
             let cost_nanos = match attributes.get(COST_USD) {
-                None => 0,
+                None => None,
                 Some(value) => {
                     let usd = number(value).map_err(|reason| format!("{COST_USD}: {reason}"))?;
-                    (usd * 1e9).round() as i64
+                    Some((usd * 1e9).round() as i64)
                 }
             };
             let feature = attributes
@@ -200,7 +201,9 @@ impl SpanRules<'_> {
             usage.insert("feature".into(), feature.into());
             usage.insert("input_tokens".into(), input.map_or(0, |(_, n)| n).into());
             usage.insert("output_tokens".into(), output.map_or(0, |(_, n)| n).into());
-            usage.insert("cost_usd_nanos".into(), cost_nanos.into());
+            if let Some(cost) = cost_nanos {
+                usage.insert("cost_usd_nanos".into(), cost.into());
+            }
             for (field, count) in classes {
                 if let Some((_, n)) = count {
                     usage.insert(field.into(), n.into());
@@ -323,7 +326,10 @@ mod tests {
         assert_eq!(usage["feature"], "checkout", "from the resource");
         assert_eq!(usage["user_id"], "u-7");
         assert_eq!(usage["input_tokens"], 1200);
-        assert_eq!(usage["cost_usd_nanos"], 0);
+        assert!(
+            usage.get("cost_usd_nanos").is_none(),
+            "no reported cost: the price book prices it"
+        );
         assert_eq!(usage["cache_read_input_tokens"], 1000);
         assert_eq!(
             usage["cache_write_input_tokens"], 100,

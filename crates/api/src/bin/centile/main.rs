@@ -2,6 +2,11 @@
 //! ClickHouse directly (with the shared `CENTILE_CLICKHOUSE_*` settings,
 //! running the same queries as the API) or by a running API (`--api`).
 //! Prints a table, `--csv` or `--json`.
+//!
+//! `centile reprice …`: restates computed cost after a price correction
+//! ([`reprice`]).
+
+mod reprice;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -34,6 +39,9 @@ struct Cli {
 enum Top {
     /// Ask the analytics questions the API answers.
     Query(QueryArgs),
+    /// Recompute the price book's cost of a range after a price change or
+    /// correction, with an audit record.
+    Reprice(reprice::RepriceArgs),
 }
 
 #[derive(Debug, Args)]
@@ -241,7 +249,18 @@ fn encode(s: &str) -> String {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Top::Query(args) = cli.command;
+    let args = match cli.command {
+        Top::Query(args) => args,
+        Top::Reprice(args) => {
+            return match reprice::run(&args, cli.config).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("centile reprice: {e:#}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+    };
     let format = if args.json {
         Format::Json
     } else if args.csv {

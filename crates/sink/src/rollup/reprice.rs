@@ -1,0 +1,269 @@
+//! Restating computed cost after a price correction (`centile reprice`).
+//!
+//! Every usage row overlapping the range whose price versions differ from
+//! what the current book gives is written again, tier by tier from the
+//! minute up, from its own stored unpriced sums: the same pricing the
+//! compaction does, so a repriced row equals the row a fresh compaction
+//! would make. Rows are restated with `revision + 1`; a later compaction
+//! from below (late data) sums the children's revisions, each of which was
+//! raised too, so it still wins. A week that a new version begins inside
+//! is recomputed from its days (the sum of their costs) while the daily
+//! tier keeps them, and is reported as skipped once they have expired.
+//! Each tier's outcome is recorded in `reprice_audit`: who, when, the
+//! range, the book, and the old and new totals. Running it again with the
+//! same book restates nothing.
+
+use std::collections::BTreeSet;
+
+use clickhouse::{Client, Row};
+use serde::Deserialize;
+
+use super::{
+    pricing::{literal, PriceSql},
+    sql::{compact, key, latest_rows, priced_columns, value_columns},
+    tiers::{Kind, Rollup, Tier, COMPUTED_COST, PRICE_VERSIONS, SCHEMA_VERSION, UNPRICED_REQUESTS},
+};
+
+/// What to reprice.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Rows overlapping `[start, end)` (Unix seconds).
+    pub start: i64,
+    pub end: i64,
+    pub model_id: Option<String>,
+    /// Who asked, as the audit records it.
+    pub requested_by: String,
+    /// Count what would change; write nothing.
+    pub dry_run: bool,
+}
+
+/// One tier's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TierOutcome {
+    pub tier: Tier,
+    /// Rows written again.
+    pub restated: u64,
+    /// Weeks a version begins inside whose days have expired: left as
+    /// they are.
+    pub skipped: u64,
+    /// Computed cost of the restated rows before and after, nano-dollars.
+    pub old_nanos: i64,
+    pub new_nanos: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub run_id: String,
+    pub tiers: Vec<TierOutcome>,
+}
+
+/// The rows of `tier` matching `filter` whose computed cost or price
+/// versions differ from what `prices` gives, ready to insert: the stored
+/// columns (cost and versions repriced, `revision + 1`), then `r_old` and
+/// `r_new`. Weeks only where one version covers the whole week.
+pub fn restated_rows(database: &str, tier: Tier, filter: &str, prices: &PriceSql) -> String {
+    let r = Rollup::full(Kind::Usage);
+    let last = (tier.seconds() - 60).min(6 * 86_400);
+    let (cost, versions) = priced_columns(prices, "v_", "p_index");
+    let mut columns: Vec<String> = key(r).iter().map(|c| c.to_string()).collect();
+    for c in value_columns(r, SCHEMA_VERSION) {
+        columns.push(match c {
+            COMPUTED_COST => format!("r_new AS {c}"),
+            PRICE_VERSIONS => format!("r_versions AS {c}"),
+            "updated_at" => "now() AS updated_at".into(),
+            _ => format!("v_{c} AS {c}"),
+        });
+    }
+    columns.push("v_revision + 1 AS revision".into());
+    columns.push("r_old, r_new".into());
+    format!(
+        "SELECT {columns}
+FROM
+(
+    SELECT *, {cost} AS r_new, v_{COMPUTED_COST} AS r_old, {versions} AS r_versions
+    FROM
+    (
+        SELECT *, {index} AS p_index, {index_end} AS p_index_end
+        FROM ({latest})
+    )
+    WHERE p_index = p_index_end
+)
+WHERE r_new != r_old OR r_versions != arraySort(v_{PRICE_VERSIONS})",
+        columns = columns.join(", "),
+        index = prices.index("window_start"),
+        index_end = prices.index(&format!("(window_start + {last})")),
+        latest = latest_rows(database, r, tier, filter),
+    )
+}
+
+/// The key filter of the rows of `tier` overlapping the request's range.
+fn range_filter(tier: Tier, request: &Request) -> String {
+    let mut filter = format!(
+        "window_start > toDateTime({}, 'UTC') AND window_start < toDateTime({}, 'UTC')",
+        request.start - tier.seconds(),
+        request.end
+    );
+    if let Some(model) = &request.model_id {
+        filter.push_str(&format!(" AND model_id = {}", literal(model)));
+    }
+    filter
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct Totals {
+    rows: u64,
+    old: i64,
+    new: i64,
+}
+
+/// Week starts in range that a version begins inside and that hold
+/// unpriced requests.
+fn straddling_weeks(database: &str, filter: &str, prices: &PriceSql) -> String {
+    format!(
+        "SELECT DISTINCT toUInt32(window_start)
+FROM
+(
+    SELECT window_start, v_{UNPRICED_REQUESTS}, {index} AS p_index, {index_end} AS p_index_end
+    FROM ({latest})
+)
+WHERE p_index != p_index_end AND v_{UNPRICED_REQUESTS} > 0
+ORDER BY 1",
+        index = prices.index("window_start"),
+        index_end = prices.index("(window_start + 518400)"),
+        latest = latest_rows(database, Rollup::full(Kind::Usage), Tier::Week, filter),
+    )
+}
+
+/// Reprices the request's range with `prices` (whose digest is `book`),
+/// minute tier first, and records the outcome in `reprice_audit` unless
+/// it is a dry run.
+pub async fn reprice(
+    client: &Client,
+    database: &str,
+    prices: &PriceSql,
+    book: &str,
+    request: &Request,
+) -> Result<Outcome, clickhouse::error::Error> {
+    let started = now_secs();
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let mut tiers = Vec::new();
+    let table = |tier: Tier| Rollup::full(Kind::Usage).table(tier);
+    for tier in Tier::ALL {
+        let filter = range_filter(tier, request);
+        let rows = restated_rows(database, tier, &filter, prices);
+        let totals: Totals = client
+            .query(&format!(
+                "SELECT count() AS rows, toInt64(sum(r_old)) AS old, toInt64(sum(r_new)) AS new FROM ({rows})"
+            ))
+            .fetch_one()
+            .await?;
+        let mut outcome = TierOutcome {
+            tier,
+            restated: totals.rows,
+            skipped: 0,
+            old_nanos: totals.old,
+            new_nanos: totals.new,
+        };
+        if !request.dry_run && totals.rows > 0 {
+            let mut columns: Vec<&str> = key(Rollup::full(Kind::Usage));
+            columns.extend(value_columns(Rollup::full(Kind::Usage), SCHEMA_VERSION));
+            columns.push("revision");
+            let list = columns.join(", ");
+            client
+                .query(&format!(
+                    "INSERT INTO {database}.{table} ({list}) SELECT {list} FROM ({rows})",
+                    table = table(tier),
+                ))
+                .execute()
+                .await?;
+        }
+        if tier == Tier::Week {
+            let weeks: Vec<u32> = client
+                .query(&straddling_weeks(database, &filter, prices))
+                .fetch_all()
+                .await?;
+            for week in weeks {
+                let week = i64::from(week);
+                let days: u64 = client
+                    .query(&format!(
+                        "SELECT count() FROM {database}.{} WHERE window_start >= toDateTime({week}, 'UTC') AND window_start < toDateTime({}, 'UTC')",
+                        table(Tier::Day),
+                        week + Tier::Week.seconds()
+                    ))
+                    .fetch_one()
+                    .await?;
+                if days == 0 {
+                    outcome.skipped += 1;
+                    continue;
+                }
+                let week_filter = format!(
+                    "window_start = toDateTime({week}, 'UTC'){}",
+                    request
+                        .model_id
+                        .as_ref()
+                        .map(|m| format!(" AND model_id = {}", literal(m)))
+                        .unwrap_or_default()
+                );
+                let before = week_total(client, database, &week_filter).await?;
+                if !request.dry_run {
+                    let statement = compact(
+                        database,
+                        Rollup::full(Kind::Usage),
+                        Tier::Week,
+                        &BTreeSet::from([week]),
+                        prices,
+                    );
+                    client.query(&statement).execute().await?;
+                }
+                let after = week_total(client, database, &week_filter).await?;
+                outcome.restated += before.rows;
+                outcome.old_nanos += before.old;
+                outcome.new_nanos += after.old;
+            }
+        }
+        tiers.push(outcome);
+    }
+    if !request.dry_run {
+        let finished = now_secs();
+        for t in &tiers {
+            client
+                .query(&format!(
+                    "INSERT INTO {database}.reprice_audit (run_id, requested_by, started_at, finished_at, range_start, range_end, model_id, price_book, tier, rows_restated, rows_skipped, old_computed_cost_usd_nanos, new_computed_cost_usd_nanos) VALUES ({}, {}, toDateTime({started}, 'UTC'), toDateTime({finished}, 'UTC'), toDateTime({}, 'UTC'), toDateTime({}, 'UTC'), {}, {}, {}, {}, {}, {}, {})",
+                    literal(&run_id),
+                    literal(&request.requested_by),
+                    request.start,
+                    request.end,
+                    literal(request.model_id.as_deref().unwrap_or("")),
+                    literal(book),
+                    literal(t.tier.name()),
+                    t.restated,
+                    t.skipped,
+                    t.old_nanos,
+                    t.new_nanos,
+                ))
+                .execute()
+                .await?;
+        }
+    }
+    Ok(Outcome { run_id, tiers })
+}
+
+/// The rows and summed computed cost of the latest week rows matching
+/// `filter` (as `rows` and `old`).
+async fn week_total(
+    client: &Client,
+    database: &str,
+    filter: &str,
+) -> Result<Totals, clickhouse::error::Error> {
+    client
+        .query(&format!(
+            "SELECT count() AS rows, toInt64(sum(v_{COMPUTED_COST})) AS old, toInt64(0) AS new FROM ({})",
+            latest_rows(database, Rollup::full(Kind::Usage), Tier::Week, filter)
+        ))
+        .fetch_one()
+        .await
+}
+
+fn now_secs() -> i64 {
+    crate::runner::now_ms() / 1_000
+}
