@@ -346,10 +346,7 @@ pub async fn wait_until_complete(
 
 /// `Ok` when every view and raw table holds every event, else what falls
 /// short; `None` when ClickHouse did not answer.
-async fn completeness(
-    env: &crate::testkit::TestEnv,
-    truth: &Truth,
-) -> Option<Result<(), String>> {
+async fn completeness(env: &crate::testkit::TestEnv, truth: &Truth) -> Option<Result<(), String>> {
     let (latency, usage) = (truth.latency_events, truth.usage_events);
     let mut short = Vec::new();
     for g in Tier::ALL {

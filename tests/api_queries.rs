@@ -127,9 +127,9 @@ impl World {
             self.db.as_str(),
             centile_sink::prices::Prices::fixed(&Default::default()),
         )
-            .compact(&Dirty { latency, usage })
-            .await
-            .expect("compaction");
+        .compact(&Dirty { latency, usage })
+        .await
+        .expect("compaction");
     }
 
     async fn watermark(&self, at: i64) {

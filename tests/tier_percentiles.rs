@@ -63,12 +63,12 @@ async fn hour_day_and_week_percentiles_stay_within_one_percent() {
         db.as_str(),
         centile_sink::prices::Prices::fixed(&Default::default()),
     )
-        .compact(&Dirty {
-            latency: minutes,
-            usage: Default::default(),
-        })
-        .await
-        .expect("compaction");
+    .compact(&Dirty {
+        latency: minutes,
+        usage: Default::default(),
+    })
+    .await
+    .expect("compaction");
     all.sort_by(f64::total_cmp);
     for view in [
         "latency_hourly",

@@ -28,8 +28,8 @@ pub use dimensions::{ParameterHasher, ParameterSet, DEFAULT_PERFORMANCE_PARAMETE
 pub use error::{DecodeError, FieldError};
 pub use granularity::Granularity;
 pub use model::{Event, LatencyEvent, UsageEvent};
-pub use pricing::{PriceBook, PriceBookError, PriceVersion, TokenPrices, TokenSums};
 pub use pane::{Centroid, LatencyPane, PaneSource, Unpriced, UsagePane, Watermark};
+pub use pricing::{PriceBook, PriceBookError, PriceVersion, TokenPrices, TokenSums};
 pub use schema::{SchemaKind, Schemas};
 pub use sketch::Sketch;
 

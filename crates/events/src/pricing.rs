@@ -232,7 +232,8 @@ impl PriceBook {
                     .map(|v| parse_price(v).map_err(|reason| fail(field, reason)))
                     .transpose()
             };
-            let input = price("input")?.ok_or_else(|| fail("input", "missing required field".into()))?;
+            let input =
+                price("input")?.ok_or_else(|| fail("input", "missing required field".into()))?;
             let output =
                 price("output")?.ok_or_else(|| fail("output", "missing required field".into()))?;
             let version = PriceVersion {
@@ -416,7 +417,9 @@ reasoning = 0.075
         assert_eq!(second.prices.cache_write, 2_000_000);
         // The second before 2026-11-15 is still the first version.
         assert_eq!(
-            book.version_at("gpt-4o", "openai", 1_794_700_799).unwrap().effective_from,
+            book.version_at("gpt-4o", "openai", 1_794_700_799)
+                .unwrap()
+                .effective_from,
             "2026-01-01"
         );
         assert!(book.version_at("gpt-4o", "openai", 1_767_225_599).is_none());
@@ -427,7 +430,11 @@ reasoning = 0.075
     fn a_corrected_price_is_a_new_version_id_on_the_same_date() {
         let book = PriceBook::parse(BOOK).unwrap();
         let fixed = PriceBook::parse(&BOOK.replace("\"2.50\"", "\"2.40\"")).unwrap();
-        let id = |b: &PriceBook| b.version_at("gpt-4o", "openai", 1_767_225_600).unwrap().id();
+        let id = |b: &PriceBook| {
+            b.version_at("gpt-4o", "openai", 1_767_225_600)
+                .unwrap()
+                .id()
+        };
         assert!(id(&book).starts_with("2026-01-01:"));
         assert_ne!(id(&book), id(&fixed));
         assert_ne!(book.digest(), fixed.digest());
@@ -515,7 +522,9 @@ reasoning = 0.075
             err(&twice),
             "price entries 1 and 2 both give m/p from 2026-01-01"
         );
-        assert!(err("[[prices]]\nprovider = \"p\"").contains("field `model`: missing required field"));
+        assert!(
+            err("[[prices]]\nprovider = \"p\"").contains("field `model`: missing required field")
+        );
         assert!(err("prices = 3").starts_with("price book is not valid TOML"));
     }
 }

@@ -290,7 +290,10 @@ pub(crate) fn usage_event_to_value(e: &UsageEvent) -> Value {
         ("feature", Value::String(e.feature.clone())),
         ("input_tokens", Value::Long(e.input_tokens)),
         ("output_tokens", Value::Long(e.output_tokens)),
-        ("cost_usd_nanos", nullable(e.cost_usd_nanos.map(Value::Long))),
+        (
+            "cost_usd_nanos",
+            nullable(e.cost_usd_nanos.map(Value::Long)),
+        ),
         (
             "cache_read_input_tokens",
             nullable(e.cache_read_input_tokens.map(Value::Long)),

@@ -646,7 +646,11 @@ fn old_and_new_usage_writers_flow_side_by_side() {
     };
     assert_eq!(old.event_id, "old-1");
     assert_eq!(old.input_tokens, 40);
-    assert_eq!(old.cost_usd_nanos, Some(11), "a long cost reads as reported");
+    assert_eq!(
+        old.cost_usd_nanos,
+        Some(11),
+        "a long cost reads as reported"
+    );
     assert_eq!(
         (
             old.cache_read_input_tokens,

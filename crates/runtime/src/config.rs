@@ -713,8 +713,9 @@ impl GatewayConfig {
 }
 
 /// Sections and the environment prefixes that reach them, longest first.
-const ENV_SECTIONS: [(&str, &str); 15] = [
+const ENV_SECTIONS: [(&str, &str); 16] = [
     ("RETENTION_", "retention"),
+    ("PRICING_", "pricing"),
     ("SCHEMA_REGISTRY_", "schema_registry"),
     ("AGGREGATOR_", "aggregator"),
     ("ADMISSION_", "admission"),
@@ -955,6 +956,7 @@ pub(crate) mod tests {
                     "streaming, temperature",
                 ),
                 ("CENTILE_METRICS_ADDR", "127.0.0.1:9999"),
+                ("CENTILE_PRICING_BOOK", "/etc/centile/prices.toml"),
                 ("CENTILE_STACK_DIR", "/ignored: not a config section"),
                 ("PATH", "/bin"),
             ]),
@@ -970,6 +972,10 @@ pub(crate) mod tests {
             ["streaming", "temperature"]
         );
         assert_eq!(config.metrics.addr.unwrap().port(), 9999);
+        assert_eq!(
+            config.pricing.book.unwrap(),
+            Path::new("/etc/centile/prices.toml")
+        );
     }
 
     #[test]

@@ -172,7 +172,10 @@ mod tests {
 
         std::fs::write(&path, "[[prices]]\nmodel = \"m\"\n# the rest went missing").unwrap();
         let err = prices.refresh().unwrap_err().to_string();
-        assert!(err.contains("field `provider`: missing required field"), "{err}");
+        assert!(
+            err.contains("field `provider`: missing required field"),
+            "{err}"
+        );
         assert_eq!(prices.digest(), second, "the last good book stays");
         assert!(!prices.refresh().unwrap(), "reported once");
         std::fs::remove_dir_all(&dir).ok();
@@ -181,6 +184,8 @@ mod tests {
     #[test]
     fn a_broken_book_stops_the_start() {
         let err = Prices::load(Some(Path::new("/nonexistent/prices.toml"))).unwrap_err();
-        assert!(err.to_string().starts_with("price book /nonexistent/prices.toml:"));
+        assert!(err
+            .to_string()
+            .starts_with("price book /nonexistent/prices.toml:"));
     }
 }

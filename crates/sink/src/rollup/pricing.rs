@@ -54,8 +54,11 @@ impl PriceSql {
             rate.push(0);
         }
         for v in book.versions() {
-            sql.versions
-                .push((v.model_id.clone(), v.provider.clone(), v.effective_from_secs));
+            sql.versions.push((
+                v.model_id.clone(),
+                v.provider.clone(),
+                v.effective_from_secs,
+            ));
             sql.ids.push(v.id());
             for (list, rate) in sql.rates.iter_mut().zip(v.prices.rates()) {
                 list.push(rate);

@@ -144,6 +144,11 @@ pub async fn reprice(
     book: &str,
     request: &Request,
 ) -> Result<Outcome, clickhouse::error::Error> {
+    // 18.16 would push the filters on repriced values down into the
+    // grouped rows they are computed from, where they are not yet columns.
+    let client = &client
+        .clone()
+        .with_option("enable_optimize_predicate_expression", "0");
     let started = now_secs();
     let run_id = uuid::Uuid::new_v4().to_string();
     let mut tiers = Vec::new();

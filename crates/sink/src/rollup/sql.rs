@@ -15,8 +15,8 @@ use centile_events::sketch::bucket_key_sql;
 
 use super::pricing::PriceSql;
 use super::tiers::{
-    Grouping, Kind, Rollup, Tier, COMPUTED_COST, PRICE_VERSIONS, SCHEMA_VERSION,
-    UNPRICED_REQUESTS, UNPRICED_TOKENS,
+    Grouping, Kind, Rollup, Tier, COMPUTED_COST, PRICE_VERSIONS, SCHEMA_VERSION, UNPRICED_REQUESTS,
+    UNPRICED_TOKENS,
 };
 
 /// A week's last day, in seconds after its Monday.
@@ -546,9 +546,8 @@ pub fn token_classes_migration(database: &str) -> Vec<String> {
 /// from the reported cost; `reprice_audit` records every repricing; then
 /// every view again.
 pub fn price_book_migration(database: &str) -> Vec<String> {
-    let add = |table: &str, column: String| {
-        format!("ALTER TABLE {database}.{table} ADD COLUMN {column}")
-    };
+    let add =
+        |table: &str, column: String| format!("ALTER TABLE {database}.{table} ADD COLUMN {column}");
     // 1: events written before this migration all carried their cost.
     let mut statements = vec![add("usage_events", "cost_reported UInt8 DEFAULT 1".into())];
     for c in std::iter::once(UNPRICED_REQUESTS).chain(UNPRICED_TOKENS) {

@@ -78,11 +78,7 @@ fn dollars(nanos: i64) -> String {
 fn report(outcome: &Outcome, book: &str, dry_run: bool) -> String {
     let mut out = format!(
         "{} with price book {book}{}\n{:<8} {:>10} {:>8} {:>22} {:>22}\n",
-        if dry_run {
-            "would reprice"
-        } else {
-            "repriced"
-        },
+        if dry_run { "would reprice" } else { "repriced" },
         if dry_run {
             String::new()
         } else {
