@@ -9,11 +9,10 @@
 //! them, so every minute, hour and day row lies within one version.
 //!
 //! Token classes are parts of the input and output totals, never added on
-//! top: a row's cost is
-//! `(input − cache_read − cache_write) × input price + cache_read × cache-read price
-//! + cache_write × cache-write price + (output − reasoning) × output price
-//! + reasoning × reasoning price`, rounded half-up to the nano-dollar once
-//! per row.
+//! top. A row's cost prices fresh input (input less cache read and cache
+//! write), cache read, cache write, plain output (output less reasoning)
+//! and reasoning tokens each at their own rate, and is rounded half-up to
+//! the nano-dollar once per row.
 
 use std::collections::BTreeMap;
 

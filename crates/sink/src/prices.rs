@@ -25,7 +25,7 @@ pub enum PricesError {
     #[error("price book {path}: {source}")]
     Invalid {
         path: String,
-        source: PriceBookError,
+        source: Box<PriceBookError>,
     },
     #[error("price book {path}: {count} versions, at most {MAX_VERSIONS} are supported")]
     TooLarge { path: String, count: usize },
@@ -40,7 +40,7 @@ pub fn read_book(path: &Path) -> Result<PriceBook, PricesError> {
     })?;
     let book = PriceBook::parse(&text).map_err(|source| PricesError::Invalid {
         path: shown.clone(),
-        source,
+        source: Box::new(source),
     })?;
     if book.len() > MAX_VERSIONS {
         return Err(PricesError::TooLarge {

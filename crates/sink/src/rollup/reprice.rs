@@ -148,7 +148,7 @@ pub async fn reprice(
     // grouped rows they are computed from, where they are not yet columns.
     let client = &client
         .clone()
-        .with_option("enable_optimize_predicate_expression", "0");
+        .with_setting("enable_optimize_predicate_expression", "0");
     let started = now_secs();
     let run_id = uuid::Uuid::new_v4().to_string();
     let mut tiers = Vec::new();
