@@ -49,6 +49,8 @@ pub struct UsageTruth {
     pub cost_usd_nanos: i64,
     /// Token classes: cache-read and cache-write input, reasoning output.
     pub token_classes: [i64; 3],
+    /// Requests without a cost and their tokens: what the book prices.
+    pub unpriced: centile_events::Unpriced,
 }
 
 /// Exact per-window aggregates of every event added.
@@ -58,6 +60,9 @@ pub struct Truth {
     pub usage: BTreeMap<Tier, BTreeMap<UsageKey, UsageTruth>>,
     pub latency_events: u64,
     pub usage_events: u64,
+    /// The sink's price book: the views' total adds its cost of the
+    /// events that carried none (empty: nothing is priced).
+    pub prices: centile_events::PriceBook,
     hasher: ParameterHasher,
 }
 
@@ -106,10 +111,10 @@ impl Truth {
                     t.requests += 1;
                     t.input_tokens += e.input_tokens;
                     t.output_tokens += e.output_tokens;
-                    // The workloads report every cost and run without a
-                    // price book, so the views' total is the reported sum
-                    // (tests/pricing.rs checks the book's cost by hand).
-                    t.cost_usd_nanos += e.cost_usd_nanos.unwrap_or(0);
+                    match e.cost_usd_nanos {
+                        Some(cost) => t.cost_usd_nanos += cost,
+                        None => t.unpriced.add(e),
+                    }
                     for (sum, class) in t.token_classes.iter_mut().zip([
                         e.cache_read_input_tokens,
                         e.cache_write_input_tokens,
@@ -308,7 +313,7 @@ pub async fn assert_exact_aggregates(client: &clickhouse::Client, truth: &Truth)
                 t.requests,
                 t.input_tokens,
                 t.output_tokens,
-                t.cost_usd_nanos,
+                t.cost_usd_nanos + truth.computed_nanos(g, key),
                 t.token_classes,
             );
             assert_eq!(
@@ -318,6 +323,35 @@ pub async fn assert_exact_aggregates(client: &clickhouse::Client, truth: &Truth)
                 usage_view(g)
             );
         }
+    }
+}
+
+impl Truth {
+    /// The book's cost of a usage row, as `docs/pricing.md` defines it: its
+    /// unpriced sums at the version in effect at its start, rounded once;
+    /// a week a new version begins inside sums its days.
+    pub fn computed_nanos(&self, g: Tier, key: &UsageKey) -> i64 {
+        let version = |at: i64| {
+            self.prices
+                .version_at(&key.model_id, &key.provider, at)
+                .map(|v| v.id())
+        };
+        let start = i64::from(key.window_start);
+        let t = &self.usage[&g][key];
+        if g == Tier::Week && version(start) != version(start + 6 * 86_400) {
+            return self.usage[&Tier::Day]
+                .keys()
+                .filter(|day| {
+                    (start..start + 7 * 86_400).contains(&i64::from(day.window_start))
+                        && (&day.tenant_id, &day.model_id, &day.provider, &day.feature)
+                            == (&key.tenant_id, &key.model_id, &key.provider, &key.feature)
+                })
+                .map(|day| self.computed_nanos(Tier::Day, day))
+                .sum();
+        }
+        self.prices
+            .version_at(&key.model_id, &key.provider, start)
+            .map_or(0, |v| v.prices.cost_nanos(&t.unpriced.tokens()))
     }
 }
 

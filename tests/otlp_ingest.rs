@@ -36,7 +36,7 @@ use centile::{
         wait_until_complete, Truth,
     },
 };
-use centile_events::{Event, LatencyEvent, UsageEvent};
+use centile_events::{Event, LatencyEvent, PriceBook, UsageEvent};
 use centile_sink::rollup::Tier;
 use serde_json::{json, Map, Value};
 
@@ -47,6 +47,28 @@ const HOUR_MS: i64 = 3_600_000;
 /// unless a span names an agent.
 const SERVICE: &str = "support-bot";
 const GRPC_ROUTE: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// The sink's price book in the export tests: `Truth::computed_nanos`
+/// prices the plan's unpriced tokens with it, row by row.
+const PRICE_BOOK: &str = r#"
+[[prices]]
+model = "gpt-4o"
+provider = "openai"
+effective_from = 2020-01-01
+input = "2.50"
+output = "10"
+cache_read = "1.25"
+cache_write = "3.75"
+reasoning = "12.5"
+
+[[prices]]
+model = "claude-sonnet-4"
+provider = "anthropic"
+effective_from = 2020-01-01
+input = "3"
+output = "15"
+cache_read = "0.30"
+"#;
 
 const MODELS: [(&str, &str); 4] = [
     ("gpt-4o", "openai"),
@@ -127,7 +149,8 @@ impl Call {
                 "feature": self.feature,
                 "input_tokens": self.input_tokens.unwrap_or(0),
                 "output_tokens": self.output_tokens.unwrap_or(0),
-                "cost_usd_nanos": self.cost_usd.map_or(0, |usd| (usd * 1e9).round() as i64),
+                // No `gen_ai.usage.cost`: the book prices the tokens.
+                "cost_usd_nanos": self.cost_usd.map(|usd| (usd * 1e9).round() as i64),
                 "cache_read_input_tokens": self.cache_read,
                 "cache_write_input_tokens": self.cache_write,
                 "reasoning_output_tokens": self.reasoning,
@@ -157,6 +180,7 @@ fn plan(tag: u32, count: u64) -> Plan {
     let base_ms = (now_ms() / HOUR_MS - 1) * HOUR_MS + 7 * 60_000;
     let mut spans = Vec::new();
     let mut truth = Truth::default();
+    truth.prices = PriceBook::parse(PRICE_BOOK).expect("the test's book");
     let (mut model_calls, mut ignored) = (0, 0);
     let (mut latency_ids, mut usage_ids) = (BTreeSet::new(), BTreeSet::new());
     let mut error_types = BTreeMap::new();
@@ -539,7 +563,15 @@ async fn export_then_reexport(
     let env = TestEnv::new(name);
     env.create_topics().await;
     let _aggregator = env.spawn("centile-aggregator", &[]);
-    let _sink = env.spawn("centile-sink", &[]);
+    // Spans without a cost are priced from this book (two of the four
+    // models; the others stay at the version `none`).
+    let book = std::env::temp_dir().join(format!("{}-prices.toml", env.id));
+    std::fs::write(&book, PRICE_BOOK).expect("book written");
+    let _sink = env.spawn_with(
+        "centile-sink",
+        &[],
+        &[("CENTILE_PRICING_BOOK".into(), book.display().to_string())],
+    );
     let grpc_port = free_port();
     let grpc_addr = format!("127.0.0.1:{grpc_port}");
     let gateway = TestGateway::start(

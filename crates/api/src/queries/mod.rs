@@ -233,19 +233,9 @@ fn where_clause(filter: &str) -> String {
     }
 }
 
-/// A ClickHouse string literal. Values are checked free of control
-/// characters first ([`crate::params`]); quotes and backslashes are
-/// escaped, and `?` is doubled because the client reads a lone `?` in the
-/// SQL text as a bind placeholder.
-pub fn literal(value: &str) -> String {
-    format!(
-        "'{}'",
-        value
-            .replace('\\', "\\\\")
-            .replace('\'', "\\'")
-            .replace('?', "??")
-    )
-}
+/// A ClickHouse string literal (the sink's one definition). Values are
+/// checked free of control characters first ([`crate::params`]).
+pub use centile_sink::rollup::pricing::literal;
 
 /// `window_start` within `[start, end)` and each given `column = value`.
 fn range_filter(start: i64, end: i64, equal: &[(&str, &Option<String>)]) -> String {
