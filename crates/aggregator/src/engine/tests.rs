@@ -250,6 +250,36 @@ fn usage_cost_sums_are_exact() {
 }
 
 #[test]
+fn events_without_a_cost_are_summed_apart_for_the_price_book() {
+    let mut engine = Engine::new(EngineConfig::default());
+    engine.ingest(pos(0), &usage(DAY0, 5));
+    let mut unpriced = usage(DAY0 + 1, 0);
+    if let Event::Usage(e) = &mut unpriced {
+        e.cost_usd_nanos = None;
+        e.cache_read_input_tokens = Some(2);
+        e.reasoning_output_tokens = Some(1);
+    }
+    engine.ingest(pos(1), &unpriced);
+    let flush = engine.flush();
+    let Decoded::UsagePane(pane) = &flush.live[0] else {
+        panic!("usage pane expected");
+    };
+    assert_eq!((pane.requests, pane.cost_usd_nanos_sum), (2, 5));
+    assert_eq!(
+        pane.unpriced,
+        centile_events::Unpriced {
+            requests: 1,
+            input: 3,
+            output: 4,
+            cache_read: 2,
+            cache_write: 0,
+            reasoning: 1,
+        },
+        "only the event without a cost, with its token classes"
+    );
+}
+
+#[test]
 fn offsets_before_the_position_are_ignored() {
     let mut engine = Engine::new(EngineConfig::default());
     engine.assign("lat", 0, None, Some(10));
