@@ -365,10 +365,10 @@ WHERE {lat_range}
 GROUP BY day ORDER BY day""",
         keys=1, close=(2,)))
     q.append(dict(
-        id="6", title="usage_daily by feature (requests, cost)",
+        id="6", title="usage by feature per day, 30 days (requests, cost)",
         views=f"""SELECT feature, sum(request_count) AS n_requests,
     toFloat64(sum(total_cost_usd)) AS cost
-FROM {db}.usage_daily
+FROM {db}.usage_by_feature_daily
 WHERE {win_range}
 GROUP BY feature ORDER BY feature""",
         raw=f"""SELECT feature, count() AS n_requests, sum(cost_usd_nanos) / 1e9 AS cost

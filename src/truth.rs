@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use centile_events::{Event, ParameterHasher};
-use centile_sink::rollup::{Kind, Tier};
+use centile_sink::rollup::{
+    sql::rollup_views, tiers::SCHEMA_VERSION, Grouping, Kind, Rollup, Tier,
+};
 use clickhouse::Row;
 use serde::Deserialize;
 
@@ -324,6 +326,187 @@ pub async fn assert_exact_aggregates(client: &clickhouse::Client, truth: &Truth)
             );
         }
     }
+    assert_grouped_views(client, truth).await;
+}
+
+/// A grouped view's row (`performance_*`, `overall_*`,
+/// `usage_by_feature_*`): its window, its dimensions joined by `|`, and
+/// the counts and sums that merging full rows must keep exactly.
+#[derive(Debug, Clone, Row, Deserialize)]
+struct GroupedRow {
+    window_start: u32,
+    key: String,
+    counts: Vec<i64>,
+    bounds: Vec<f64>,
+    cost: String,
+}
+
+/// The value of dimension `d` in a full latency or usage key.
+fn dimension<'a>(d: &str, fields: [(&str, &'a str); 5]) -> &'a str {
+    fields
+        .iter()
+        .find(|(name, _)| *name == d)
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| panic!("unknown dimension {d}"))
+}
+
+/// The row of `out` for a window and joined dimensions, made empty if new.
+fn slot(
+    out: &mut BTreeMap<(u32, String), GroupedRow>,
+    window_start: u32,
+    key: String,
+) -> &mut GroupedRow {
+    out.entry((window_start, key.clone()))
+        .or_insert_with(|| GroupedRow {
+            window_start,
+            key,
+            counts: Vec::new(),
+            bounds: Vec::new(),
+            cost: String::new(),
+        })
+}
+
+/// Adds `values` to `row.counts`, position by position.
+fn add_counts(row: &mut GroupedRow, values: &[i64]) {
+    row.counts.resize(values.len(), 0);
+    for (sum, v) in row.counts.iter_mut().zip(values) {
+        *sum += v;
+    }
+}
+
+/// What a grouped view should hold, folded from the full rows' truth: per
+/// window and joined dimensions, the counts and sums, min and max
+/// (latency) and the exact cost in nano-dollars (usage).
+fn expected_grouped(truth: &Truth, r: Rollup, tier: Tier) -> BTreeMap<(u32, String), GroupedRow> {
+    let mut out = BTreeMap::new();
+    match r.kind {
+        Kind::Latency => {
+            for (k, t) in &truth.latency[&tier] {
+                let fields = [
+                    ("tenant_id", k.tenant_id.as_str()),
+                    ("model_id", k.model_id.as_str()),
+                    ("provider", k.provider.as_str()),
+                    ("tool", k.tool.as_str()),
+                    ("parameter_hash", k.parameter_hash.as_str()),
+                ];
+                let key: Vec<&str> = r
+                    .dimensions()
+                    .iter()
+                    .map(|d| dimension(d, fields))
+                    .collect();
+                let row = slot(&mut out, k.window_start, key.join("|"));
+                add_counts(
+                    row,
+                    &[
+                        t.calls as i64,
+                        t.successes as i64,
+                        t.errors as i64,
+                        t.input_tokens,
+                        t.output_tokens,
+                    ],
+                );
+                row.bounds = match row.bounds[..] {
+                    [min, max] => vec![min.min(t.min), max.max(t.max)],
+                    _ => vec![t.min, t.max],
+                };
+            }
+        }
+        Kind::Usage => {
+            let mut nanos: BTreeMap<(u32, String), i64> = BTreeMap::new();
+            for (k, t) in &truth.usage[&tier] {
+                let fields = [
+                    ("tenant_id", k.tenant_id.as_str()),
+                    ("model_id", k.model_id.as_str()),
+                    ("provider", k.provider.as_str()),
+                    ("feature", k.feature.as_str()),
+                    ("", ""),
+                ];
+                let key: Vec<&str> = r
+                    .dimensions()
+                    .iter()
+                    .map(|d| dimension(d, fields))
+                    .collect();
+                let key = key.join("|");
+                let [cache_read, cache_write, reasoning] = t.token_classes;
+                add_counts(
+                    slot(&mut out, k.window_start, key.clone()),
+                    &[
+                        t.requests as i64,
+                        t.input_tokens,
+                        t.output_tokens,
+                        cache_read,
+                        cache_write,
+                        reasoning,
+                    ],
+                );
+                *nanos.entry((k.window_start, key)).or_default() +=
+                    t.cost_usd_nanos + truth.computed_nanos(tier, k);
+            }
+            for (k, n) in nanos {
+                out.get_mut(&k).expect("a row per cost").cost = n.to_string();
+            }
+        }
+    }
+    out
+}
+
+/// The grouped view `name` of `r` at `tier` as [`GroupedRow`]s.
+async fn fetch_grouped(
+    client: &clickhouse::Client,
+    r: Rollup,
+    name: &str,
+) -> BTreeMap<(u32, String), GroupedRow> {
+    let dims: Vec<String> = r.dimensions().iter().map(|d| d.to_string()).collect();
+    let key = if dims.is_empty() {
+        "''".to_owned()
+    } else {
+        format!("arrayStringConcat([{}], '|')", dims.join(", "))
+    };
+    let columns = match r.kind {
+        Kind::Latency => "[toInt64(call_count), toInt64(success_count), toInt64(error_count), \
+             total_input_tokens, total_output_tokens] AS counts, [min_response_time, max_response_time] AS bounds, '' AS cost",
+        Kind::Usage => "[toInt64(request_count), total_input_tokens, total_output_tokens, \
+             total_cache_read_input_tokens, total_cache_write_input_tokens, \
+             total_reasoning_output_tokens] AS counts, emptyArrayFloat64() AS bounds, toString(total_cost_usd) AS cost",
+    };
+    let rows: Vec<GroupedRow> = client
+        .query(&format!(
+            "SELECT toUInt32(window_start) AS window_start, {key} AS key, {columns} FROM {name}"
+        ))
+        .fetch_all()
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    rows.into_iter()
+        .map(|mut row| {
+            if r.kind == Kind::Usage {
+                row.cost = dollars_to_nanos(&row.cost).to_string();
+            }
+            ((row.window_start, row.key.clone()), row)
+        })
+        .collect()
+}
+
+/// Checks every grouped view (`performance_*`, `overall_*`,
+/// `usage_by_feature_*`) against the full rows' truth folded to its
+/// dimensions: the same counts, sums, min/max and exact cost, no extra
+/// rows.
+pub async fn assert_grouped_views(client: &clickhouse::Client, truth: &Truth) {
+    for (r, tier, name) in rollup_views(SCHEMA_VERSION) {
+        if r.grouping == Grouping::Full {
+            continue;
+        }
+        let got = fetch_grouped(client, r, &name).await;
+        let want = expected_grouped(truth, r, tier);
+        assert_eq!(got.len(), want.len(), "{name} row count");
+        for (k, w) in &want {
+            let g = got.get(k).unwrap_or_else(|| panic!("{name} lacks {k:?}"));
+            assert_eq!(
+                (&g.counts, &g.bounds, &g.cost),
+                (&w.counts, &w.bounds, &w.cost),
+                "{name} {k:?}: counts and sums, min/max, cost in nano-dollars"
+            );
+        }
+    }
 }
 
 impl Truth {
@@ -383,17 +566,18 @@ pub async fn wait_until_complete(
 async fn completeness(env: &crate::testkit::TestEnv, truth: &Truth) -> Option<Result<(), String>> {
     let (latency, usage) = (truth.latency_events, truth.usage_events);
     let mut short = Vec::new();
-    for g in Tier::ALL {
-        let calls = env
-            .query_u64(&format!("SELECT sum(call_count) FROM {}", latency_view(g)))
+    // Every view of every stored rollup, grouped ones included (they are
+    // compacted after the full rows of the same batch).
+    for (r, _, name) in rollup_views(SCHEMA_VERSION) {
+        let (column, want, unit) = match r.kind {
+            Kind::Latency => ("call_count", latency, "calls"),
+            Kind::Usage => ("request_count", usage, "requests"),
+        };
+        let got = env
+            .query_u64(&format!("SELECT sum({column}) FROM {name}"))
             .await?;
-        let requests = env
-            .query_u64(&format!("SELECT sum(request_count) FROM {}", usage_view(g)))
-            .await?;
-        if (calls, requests) != (latency, usage) {
-            short.push(format!(
-                "{g:?} views: {calls} of {latency} calls, {requests} of {usage} requests"
-            ));
+        if got != want {
+            short.push(format!("{name}: {got} of {want} {unit}"));
         }
     }
     let raw_latency = env

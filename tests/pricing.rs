@@ -88,6 +88,40 @@ async fn costs(
     Some(sum)
 }
 
+/// `usage_by_feature_<view>` (merged across models) holds exactly the
+/// requests, total and computed cost, and price versions of
+/// `usage_<view>`.
+async fn assert_feature_rows_follow(env: &TestEnv, view: &str, when: &str) {
+    let totals = |table: String| async move {
+        env.clickhouse()
+            .query(&format!(
+                "SELECT toString(sum(request_count)), toString(sum(total_cost_usd)), \
+                 toString(sum(computed_cost_usd)), \
+                 toString(arraySort(groupUniqArrayArray(price_versions))) FROM {table}"
+            ))
+            .fetch_one::<(String, String, String, String)>()
+            .await
+            .unwrap_or_else(|e| panic!("{table}: {e}"))
+    };
+    // The grouped rows are compacted right after the full ones: give the
+    // sink's running compaction a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (grouped, full) = (
+            totals(format!("usage_by_feature_{view}")).await,
+            totals(format!("usage_{view}")).await,
+        );
+        if grouped == full || std::time::Instant::now() > deadline {
+            assert_eq!(
+                grouped, full,
+                "usage_by_feature_{view} against usage_{view} {when}"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 fn reprice(env: &TestEnv, book: &Path, from: i64, to: i64) -> String {
     let out = Command::new(bin_path("centile"))
         .args([
@@ -218,6 +252,9 @@ async fn usage_without_cost_is_priced_by_the_book_and_repriced_exactly() {
         );
     }
     let wrong_version = costs(&env, "minute", "gpt-4o").await.unwrap().4;
+    for view in ["daily", "weekly"] {
+        assert_feature_rows_follow(&env, view, "as first priced").await;
+    }
 
     // The correction: reasoning 12, cache read 1.00. By hand: 2,500 ×
     // 2,500 + 400 × 1,000 + 100 × 3,125 + 600 × 10,000 + 200 × 12,000 =
@@ -249,6 +286,9 @@ async fn usage_without_cost_is_priced_by_the_book_and_repriced_exactly() {
         assert_eq!(got.4.len(), 1);
         assert_ne!(got.4, wrong_version, "the corrected version is recorded");
         assert_eq!(costs(&env, tier, "mystery-1").await.unwrap().2, 0);
+    }
+    for view in ["daily", "weekly"] {
+        assert_feature_rows_follow(&env, view, "after the reprice").await;
     }
     let audit: Vec<Audit> = env
         .clickhouse()

@@ -63,7 +63,7 @@ async fn expired_partitions_go_and_nothing_younger_than_its_tier_does() {
     listed.sort_unstable();
     let mut expected: Vec<&str> = places
         .iter()
-        .filter(|(t, ..)| !t.ends_with("_rollup_week"))
+        .filter(|(t, ..)| !t.ends_with("_week"))
         .map(|(t, ..)| t.as_str())
         .collect();
     expected.sort_unstable();
@@ -94,7 +94,7 @@ async fn expired_partitions_go_and_nothing_younger_than_its_tier_does() {
             .query_u64(&format!("SELECT count() FROM {db}.{table}"))
             .await
             .unwrap();
-        let forever = table.ends_with("_rollup_week");
+        let forever = table.ends_with("_week");
         assert_eq!(total, if forever { 2 } else { 1 }, "{table}");
     }
 

@@ -80,6 +80,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: Sql::Generated(crate::rollup::sql::price_book_migration),
         superseded_checksums: &[],
     },
+    Migration {
+        version: 9,
+        name: "0009_usage_by_feature (generated)",
+        sql: Sql::Generated(crate::rollup::sql::usage_by_feature_migration),
+        superseded_checksums: &[],
+    },
 ];
 
 /// The placeholder generated migrations are checksummed (and printed) with.

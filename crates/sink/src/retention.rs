@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use crate::{
     migrate::version_at_least,
-    rollup::{Kind, Tier},
+    rollup::{Rollup, Tier},
     writer::{LATENCY_EVENTS, LATENCY_PANES, USAGE_EVENTS, USAGE_PANES},
     SinkError,
 };
@@ -71,8 +71,10 @@ pub fn policies(config: &RetentionConfig) -> Vec<Policy> {
             ttl_base: "toStartOfHour(window_start) + toIntervalHour(1)",
         });
     }
-    for kind in Kind::ALL {
-        for tier in Tier::ALL {
+    // Every stored rollup, the grouped ones included: a tier's retention
+    // is the tier's, whatever the rows are grouped by.
+    for (rollup, tiers) in Rollup::all() {
+        for &tier in tiers {
             let (keep, layout, ttl_base) = match tier {
                 Tier::Minute => (
                     config.minute,
@@ -92,7 +94,7 @@ pub fn policies(config: &RetentionConfig) -> Vec<Policy> {
                 Tier::Week => (config.week, Layout::Year, "window_start + toIntervalDay(7)"),
             };
             out.push(Policy {
-                table: tier.table(kind),
+                table: rollup.table(tier),
                 keep,
                 layout,
                 ttl_base,

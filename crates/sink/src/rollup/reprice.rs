@@ -21,7 +21,10 @@ use serde::Deserialize;
 use super::{
     pricing::{literal, PriceSql},
     sql::{compact, key, latest_rows, priced_columns, value_columns},
-    tiers::{Kind, Rollup, Tier, COMPUTED_COST, PRICE_VERSIONS, SCHEMA_VERSION, UNPRICED_REQUESTS},
+    tiers::{
+        Grouping, Kind, Rollup, Tier, COMPUTED_COST, PRICE_VERSIONS, SCHEMA_VERSION,
+        UNPRICED_REQUESTS,
+    },
 };
 
 /// What to reprice.
@@ -116,22 +119,54 @@ struct Totals {
     new: i64,
 }
 
+/// A week a version begins inside, and how many day rows it still has.
+#[derive(Debug, Row, Deserialize)]
+struct StraddlingWeek {
+    week: u32,
+    days: u64,
+}
+
 /// Week starts in range that a version begins inside and that hold
-/// unpriced requests.
+/// unpriced requests, each with its stored day rows (none: expired).
 fn straddling_weeks(database: &str, filter: &str, prices: &PriceSql) -> String {
+    let week = Tier::Week.bucket_sql("window_start");
     format!(
-        "SELECT DISTINCT toUInt32(window_start)
+        "SELECT week, toUInt64(ifNull(days, 0)) AS days
 FROM
 (
-    SELECT window_start, v_{UNPRICED_REQUESTS}, {index} AS p_index, {index_end} AS p_index_end
-    FROM ({latest})
-)
-WHERE p_index != p_index_end AND v_{UNPRICED_REQUESTS} > 0
-ORDER BY 1",
+    SELECT DISTINCT toUInt32(window_start) AS week
+    FROM
+    (
+        SELECT window_start, v_{UNPRICED_REQUESTS}, {index} AS p_index, {index_end} AS p_index_end
+        FROM ({latest})
+    )
+    WHERE p_index != p_index_end AND v_{UNPRICED_REQUESTS} > 0
+) AS weeks
+ANY LEFT JOIN
+(
+    SELECT toUInt32({week}) AS week, count() AS days
+    FROM {database}.{days}
+    GROUP BY week
+) AS stored
+USING (week)
+ORDER BY week",
         index = prices.index("window_start"),
         index_end = prices.index("(window_start + 518400)"),
         latest = latest_rows(database, Rollup::full(Kind::Usage), Tier::Week, filter),
+        days = Rollup::full(Kind::Usage).table(Tier::Day),
     )
+}
+
+/// The usage rollups grouped across models that `tier` keeps: their rows
+/// sum the full rows' computed cost, so they follow a restatement.
+fn grouped_above(tier: Tier) -> Vec<Rollup> {
+    Rollup::all()
+        .into_iter()
+        .filter(|(r, tiers)| {
+            r.kind == Kind::Usage && r.grouping != Grouping::Full && tiers.contains(&tier)
+        })
+        .map(|(r, _)| r)
+        .collect()
 }
 
 /// Reprices the request's range with `prices` (whose digest is `book`),
@@ -169,6 +204,18 @@ pub async fn reprice(
             old_nanos: totals.old,
             new_nanos: totals.new,
         };
+        // The buckets whose rows change, read before they do: the rollups
+        // grouped across models are recomputed from them afterwards.
+        let mut changed: BTreeSet<i64> = BTreeSet::new();
+        if !request.dry_run && totals.rows > 0 && !grouped_above(tier).is_empty() {
+            let starts: Vec<u32> = client
+                .query(&format!(
+                    "SELECT DISTINCT toUInt32(window_start) FROM ({rows})"
+                ))
+                .fetch_all()
+                .await?;
+            changed.extend(starts.into_iter().map(i64::from));
+        }
         if !request.dry_run && totals.rows > 0 {
             let mut columns: Vec<&str> = key(Rollup::full(Kind::Usage));
             columns.extend(value_columns(Rollup::full(Kind::Usage), SCHEMA_VERSION));
@@ -183,20 +230,12 @@ pub async fn reprice(
                 .await?;
         }
         if tier == Tier::Week {
-            let weeks: Vec<u32> = client
+            let weeks: Vec<StraddlingWeek> = client
                 .query(&straddling_weeks(database, &filter, prices))
                 .fetch_all()
                 .await?;
-            for week in weeks {
+            for StraddlingWeek { week, days } in weeks {
                 let week = i64::from(week);
-                let days: u64 = client
-                    .query(&format!(
-                        "SELECT count() FROM {database}.{} WHERE window_start >= toDateTime({week}, 'UTC') AND window_start < toDateTime({}, 'UTC')",
-                        table(Tier::Day),
-                        week + Tier::Week.seconds()
-                    ))
-                    .fetch_one()
-                    .await?;
                 if days == 0 {
                     outcome.skipped += 1;
                     continue;
@@ -222,8 +261,17 @@ pub async fn reprice(
                 }
                 let after = week_total(client, database, &week_filter).await?;
                 outcome.restated += before.rows;
-                outcome.old_nanos += before.old;
-                outcome.new_nanos += after.old;
+                outcome.old_nanos += before.nanos;
+                outcome.new_nanos += after.nanos;
+                if !request.dry_run {
+                    changed.insert(week);
+                }
+            }
+        }
+        if !changed.is_empty() {
+            for rollup in grouped_above(tier) {
+                let statement = compact(database, rollup, tier, &changed, prices);
+                client.query(&statement).execute().await?;
             }
         }
         tiers.push(outcome);
@@ -253,16 +301,22 @@ pub async fn reprice(
     Ok(Outcome { run_id, tiers })
 }
 
-/// The rows and summed computed cost of the latest week rows matching
-/// `filter` (as `rows` and `old`).
+/// The latest week rows matching a filter: how many, and their summed
+/// computed cost.
+#[derive(Debug, Row, Deserialize)]
+struct WeekTotal {
+    rows: u64,
+    nanos: i64,
+}
+
 async fn week_total(
     client: &Client,
     database: &str,
     filter: &str,
-) -> Result<Totals, clickhouse::error::Error> {
+) -> Result<WeekTotal, clickhouse::error::Error> {
     client
         .query(&format!(
-            "SELECT count() AS rows, toInt64(sum(v_{COMPUTED_COST})) AS old, toInt64(0) AS new FROM ({})",
+            "SELECT count() AS rows, toInt64(sum(v_{COMPUTED_COST})) AS nanos FROM ({})",
             latest_rows(database, Rollup::full(Kind::Usage), Tier::Week, filter)
         ))
         .fetch_one()

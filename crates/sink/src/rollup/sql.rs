@@ -244,7 +244,9 @@ pub fn compact(
     if kind.has_sketch() {
         aggregates.push("sumMap(s_sketch_keys, s_sketch_counts, s_sketch_sums) AS a_sketch".into());
     }
-    let priced = kind == Kind::Usage;
+    // A full usage row prices its own sums; a grouped one (across models)
+    // sums the full rows' costs and unites their versions.
+    let priced = kind == Kind::Usage && r.grouping == Grouping::Full;
     let lower = tier.lower().filter(|_| r.grouping == Grouping::Full);
     aggregates.push(match lower {
         None => "toUInt64(0) AS a_coverage".into(),
@@ -272,6 +274,7 @@ pub fn compact(
             PRICE_VERSIONS if priced => format!(
                 "if(a_price_index = a_price_index_end, {versions}, arraySort(a_{PRICE_VERSIONS}))"
             ),
+            PRICE_VERSIONS => format!("arraySort(a_{PRICE_VERSIONS})"),
             name => format!("a_{name}"),
         });
     }
@@ -484,7 +487,7 @@ CROSS JOIN
 /// changes: columns added later come with their own migration.
 pub fn migration(database: &str) -> Vec<String> {
     let mut statements = Vec::new();
-    for (r, tiers) in Rollup::all() {
+    for (r, tiers) in Rollup::all_as_of(6) {
         for tier in tiers {
             statements.push(create_table(database, r, *tier, 6));
         }
@@ -521,7 +524,7 @@ pub fn token_classes_migration(database: &str) -> Vec<String> {
             .map(|c| format!("{c}_sum Int64 DEFAULT 0"))
             .collect(),
     ));
-    for (r, tiers) in Rollup::all() {
+    for (r, tiers) in Rollup::all_as_of(7) {
         let added: Vec<String> = r
             .kind
             .metrics()
@@ -553,7 +556,7 @@ pub fn price_book_migration(database: &str) -> Vec<String> {
     for c in std::iter::once(UNPRICED_REQUESTS).chain(UNPRICED_TOKENS) {
         statements.push(add("usage_panes", format!("{c} Int64 DEFAULT 0")));
     }
-    for (r, tiers) in Rollup::all() {
+    for (r, tiers) in Rollup::all_as_of(8) {
         for m in r.kind.metrics().iter().filter(|m| m.since == 8) {
             for tier in tiers {
                 statements.push(add(&r.table(*tier), format!("{} {}", m.name, m.sql_type)));
@@ -585,9 +588,28 @@ ORDER BY (started_at, run_id, tier)"
     statements
 }
 
-/// Every analysts' view, as of migration `as_of`: dropped, then created.
-fn views(database: &str, as_of: u32) -> Vec<String> {
+/// Migration 9: usage per tenant and feature at the day and week tiers
+/// (`usage_by_feature_daily|weekly`), so cost by feature over months reads
+/// a row per tenant, feature and day instead of deduplicating every model's.
+/// The sink fills them from the next compaction on; `centile-sink backfill`
+/// fills the past.
+pub fn usage_by_feature_migration(database: &str) -> Vec<String> {
     let mut statements = Vec::new();
+    for (r, tiers) in Rollup::all().into_iter().filter(|(r, _)| r.since() == 9) {
+        for tier in tiers {
+            statements.push(create_table(database, r, *tier, 9));
+        }
+    }
+    statements.extend(views(database, 9));
+    statements
+}
+
+/// Every analysts' view, as of migration `as_of`: dropped, then created.
+/// Every analysts' view of a stored rollup that migration `as_of` made:
+/// the rollup, its tier and the view's name. The full rollups' views first,
+/// then the grouped ones (`performance_*`, `overall_*`,
+/// `usage_by_feature_*`).
+pub fn rollup_views(as_of: u32) -> Vec<(Rollup, Tier, String)> {
     let mut views: Vec<(Rollup, Tier, String)> = Vec::new();
     for kind in Kind::ALL {
         for tier in Tier::ALL {
@@ -612,6 +634,25 @@ fn views(database: &str, as_of: u32) -> Vec<String> {
     for tier in [Tier::Minute, Tier::Hour] {
         views.push((overall, tier, format!("overall_{}", tier.view_suffix())));
     }
+    if as_of >= 9 {
+        let by_feature = Rollup {
+            kind: Kind::Usage,
+            grouping: Grouping::Feature,
+        };
+        for tier in [Tier::Day, Tier::Week] {
+            views.push((
+                by_feature,
+                tier,
+                format!("usage_by_feature_{}", tier.view_suffix()),
+            ));
+        }
+    }
+    views
+}
+
+fn views(database: &str, as_of: u32) -> Vec<String> {
+    let mut statements = Vec::new();
+    let views = rollup_views(as_of);
     let names = views
         .iter()
         .map(|(.., name)| name.clone())

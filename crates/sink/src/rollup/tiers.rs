@@ -97,8 +97,8 @@ impl Tier {
 
 /// The schema version of the rollup tables as this release writes them:
 /// 6 made the stored tiers, 7 added the token classes, 8 the price book's
-/// columns.
-pub const SCHEMA_VERSION: u32 = 8;
+/// columns, 9 the usage by feature.
+pub const SCHEMA_VERSION: u32 = 9;
 
 /// A column summed, or folded with min/max, when rows merge.
 #[derive(Debug, Clone, Copy)]
@@ -277,6 +277,9 @@ pub enum Grouping {
     Model,
     /// Everything merged: one row per window (live panels).
     Overall,
+    /// Usage per tenant and feature, merged across models and providers
+    /// (cost by feature over months). Since migration 9.
+    Feature,
 }
 
 /// One stored rollup: a kind and what it is grouped by.
@@ -294,9 +297,25 @@ impl Rollup {
         }
     }
 
+    /// The stored rollups that migration `version` had made, with their
+    /// tiers.
+    pub fn all_as_of(version: u32) -> impl Iterator<Item = (Rollup, &'static [Tier])> {
+        Self::all()
+            .into_iter()
+            .filter(move |(r, _)| r.since() <= version)
+    }
+
+    /// The migration that made this rollup's tables.
+    pub fn since(self) -> u32 {
+        match self.grouping {
+            Grouping::Feature => 9,
+            _ => 6,
+        }
+    }
+
     /// Every stored rollup, each with the tiers it is kept at, in the order
     /// they are computed (a grouped rollup reads the full one's tier).
-    pub fn all() -> [(Rollup, &'static [Tier]); 5] {
+    pub fn all() -> [(Rollup, &'static [Tier]); 6] {
         [
             (Rollup::full(Kind::Latency), &Tier::ALL),
             (Rollup::full(Kind::Usage), &Tier::ALL),
@@ -321,6 +340,13 @@ impl Rollup {
                 },
                 &[Tier::Minute, Tier::Hour],
             ),
+            (
+                Rollup {
+                    kind: Kind::Usage,
+                    grouping: Grouping::Feature,
+                },
+                &[Tier::Day, Tier::Week],
+            ),
         ]
     }
 
@@ -330,6 +356,7 @@ impl Rollup {
             Grouping::ModelTool => &["model_id", "provider", "tool"],
             Grouping::Model => &["model_id", "provider"],
             Grouping::Overall => &[],
+            Grouping::Feature => &["tenant_id", "feature"],
         }
     }
 
@@ -349,6 +376,7 @@ impl Rollup {
             (Grouping::ModelTool, _) => &["model_id", "tool"],
             (Grouping::Model, _) => &["model_id"],
             (Grouping::Overall, _) => &[],
+            (Grouping::Feature, _) => &["tenant_id", "feature"],
         };
         let mut key = lead.to_vec();
         key.push("window_start");
@@ -362,6 +390,7 @@ impl Rollup {
             Grouping::ModelTool => "by_model_tool",
             Grouping::Model => "by_model",
             Grouping::Overall => "overall",
+            Grouping::Feature => "by_feature",
         };
         format!("{}_{group}_{}", self.kind.name(), tier.name())
     }
