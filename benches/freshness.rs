@@ -32,6 +32,7 @@ fn probe(n: usize, at: i64) -> Event {
         error_type: None,
         input_tokens: None,
         output_tokens: None,
+        session_id: None,
     })
 }
 

@@ -52,18 +52,12 @@ name = "GPT-4o"
 provider = "openai"
 status = "active"
 description = "Flagship multimodal model"
-[model.prices]
-input_per_mtok = 2.5
-output_per_mtok = 10.0
-cache_read_per_mtok = 1.25
 
 [[model]]
 id = "claude-sonnet-4"
 name = "Claude Sonnet 4"
 provider = "anthropic"
 status = "beta"
-[model.prices]
-input_per_mtok = 3.0
 
 [[model]]
 id = "legacy-model"
@@ -185,6 +179,7 @@ fn latency(id: String, at: i64, tenant: &str, model: &str, tokens: Option<i64>) 
         error_type: (at % 7 == 0).then(|| "timeout".into()),
         input_tokens: tokens,
         output_tokens: tokens,
+        session_id: None,
     })
 }
 
@@ -203,6 +198,7 @@ fn usage(id: String, at: i64, tenant: &str, model: &str) -> Event {
         cache_read_input_tokens: None,
         cache_write_input_tokens: None,
         reasoning_output_tokens: None,
+        session_id: None,
     })
 }
 
@@ -411,7 +407,17 @@ async fn the_live_api_conforms_to_its_openapi_document() {
     let api = TestApi::start(
         &env,
         &[(ADMIN_KEY, "admin"), (TENANT_KEY, &tenant_role)],
-        &[("CENTILE_API_CATALOG_FILE", &catalog.display().to_string())],
+        &[
+            ("CENTILE_API_CATALOG_FILE", &catalog.display().to_string()),
+            // The shipped book: the models' prices in the answers.
+            (
+                "CENTILE_PRICING_BOOK",
+                &workspace_root()
+                    .join("deploy/prices.example.toml")
+                    .display()
+                    .to_string(),
+            ),
+        ],
     )
     .await;
 

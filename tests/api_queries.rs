@@ -95,14 +95,22 @@ impl World {
         model: &str,
         feature: &str,
         requests: u64,
-        cost_nanos: i64,
+        cost_nanos: Option<i64>,
     ) -> String {
+        let (tin, tout) = (requests * 10, requests * 5);
+        // Without a reported cost, the requests and their tokens are the
+        // unpriced ones, for the price book.
+        let (reported, unpriced) = match cost_nanos {
+            Some(nanos) => (nanos, (0, 0, 0)),
+            None => (0, (requests, tin, tout)),
+        };
         format!(
             "('{pane}', 1, 'minute', {start}, {end}, '{tenant}', '{model}', 'prov', '{feature}', 0, {requests}, \
-             {tin}, {tout}, {cost_nanos}, now())",
+             {tin}, {tout}, {reported}, {}, {}, {}, now())",
+            unpriced.0,
+            unpriced.1,
+            unpriced.2,
             end = start + 60,
-            tin = requests * 10,
-            tout = requests * 5,
         )
     }
 
@@ -112,7 +120,8 @@ impl World {
             .query(&format!(
                 "INSERT INTO {db}.usage_panes (pane_id, version, granularity, window_start, window_end, tenant_id, \
                  model_id, provider, feature, source_partition, requests, input_tokens_sum, output_tokens_sum, \
-                 cost_usd_nanos_sum, emitted_at) VALUES {}",
+                 cost_usd_nanos_sum, unpriced_requests, unpriced_input_tokens_sum, \
+                 unpriced_output_tokens_sum, emitted_at) VALUES {}",
                 panes.join(", "),
                 db = self.db,
             ))
@@ -125,7 +134,9 @@ impl World {
         Compactor::new(
             self.env.clickhouse(),
             self.db.as_str(),
-            centile_sink::prices::Prices::fixed(&Default::default()),
+            centile_sink::prices::Prices::fixed(
+                &centile_events::pricing::PriceBook::parse(PRICE_BOOK).expect("the test's book"),
+            ),
         )
         .compact(&Dirty { latency, usage })
         .await
@@ -151,6 +162,17 @@ fn close(actual: f64, expected: f64, what: &str) {
         "{what}: {actual} is not within 1% of {expected}"
     );
 }
+
+/// m2's usage reports no cost: the book prices its 10 input and 5 output
+/// tokens a request at 200 and 1,000 nano-dollars a token, 7,000 in all.
+const PRICE_BOOK: &str = r#"
+[[prices]]
+model = "m2"
+provider = "prov"
+effective_from = "2020-01-01"
+input = "0.2"
+output = "1"
+"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_answers_from_the_stored_tiers() {
@@ -207,7 +229,7 @@ async fn the_api_answers_from_the_stored_tiers() {
             "m1",
             "chat",
             3,
-            3_000,
+            Some(3_000),
         ));
         usage.push(World::usage_pane(
             &format!("ub{minute}"),
@@ -216,7 +238,7 @@ async fn the_api_answers_from_the_stored_tiers() {
             "m2",
             "search",
             1,
-            7_000,
+            None,
         ));
     }
     w.insert_usage(&usage).await;
@@ -325,6 +347,24 @@ async fn the_api_answers_from_the_stored_tiers() {
         "m1 cost",
     );
     assert_eq!(models[1]["model_id"], "m2");
+    assert_eq!(
+        (
+            &models[0]["reported_cost_usd"],
+            &models[0]["computed_cost_usd"],
+            &models[1]["reported_cost_usd"],
+            &models[1]["computed_cost_usd"],
+            &models[1]["total_cost_usd"],
+        ),
+        (
+            &serde_json::json!(0.00036),
+            &serde_json::json!(0.0),
+            &serde_json::json!(0.0),
+            &serde_json::json!(0.00084),
+            &serde_json::json!(0.00084),
+        ),
+        "reported and computed apart: {}",
+        by_model.text
+    );
     let by_day = api
         .get(
             &format!("/v1/usage/stats?group_by=day&start={day}&end={next}"),
@@ -333,14 +373,16 @@ async fn the_api_answers_from_the_stored_tiers() {
         .await;
     assert_eq!(
         by_day.json["rows"],
-        serde_json::json!([{"date": day, "count": 480, "cost_usd": 0.00120}]),
+        serde_json::json!([{"date": day, "count": 480, "cost_usd": 0.00120,
+            "reported_cost_usd": 0.00036, "computed_cost_usd": 0.00084}]),
         "{}",
         by_day.text
     );
     let by_feature = api.get("/v1/usage/stats?group_by=feature", ACME).await;
     assert_eq!(
         by_feature.json["rows"],
-        serde_json::json!([{"feature": "chat", "count": 360}]),
+        serde_json::json!([{"feature": "chat", "count": 360, "cost_usd": 0.00036,
+            "reported_cost_usd": 0.00036, "computed_cost_usd": 0.0}]),
         "{}",
         by_feature.text
     );
@@ -357,7 +399,8 @@ async fn the_api_answers_from_the_stored_tiers() {
         .await;
     assert_eq!(
         hour.json["rows"][0],
-        serde_json::json!({"feature": "chat", "count": 180}),
+        serde_json::json!({"feature": "chat", "count": 180, "cost_usd": 0.00018,
+            "reported_cost_usd": 0.00018, "computed_cost_usd": 0.0}),
         "{}",
         hour.text
     );
@@ -374,6 +417,20 @@ async fn the_api_answers_from_the_stored_tiers() {
         "top p95",
     );
     assert_eq!(top_rows[1]["model_id"], "m2");
+    assert_eq!(
+        (
+            &top_rows[1]["cost_usd"],
+            &top_rows[1]["reported_cost_usd"],
+            &top_rows[1]["computed_cost_usd"]
+        ),
+        (
+            &serde_json::json!(0.00084),
+            &serde_json::json!(0.0),
+            &serde_json::json!(0.00084)
+        ),
+        "m2's cost is the book's: {}",
+        top.text
+    );
     assert!(
         top_rows[1]["p50_response_time"].is_null(),
         "m2 has no latency events"

@@ -104,6 +104,7 @@ async fn fastavro_messages_in_both_fingerprint_orders_are_counted_exactly() {
             error_type: (i == 3).then(|| "timeout".into()),
             input_tokens: Some(100 + i),
             output_tokens: (i % 3 != 0).then_some(40 + i),
+            session_id: None,
         })
         .collect();
     let usage: Vec<UsageEvent> = (0..4)
@@ -121,6 +122,7 @@ async fn fastavro_messages_in_both_fingerprint_orders_are_counted_exactly() {
             cache_read_input_tokens: None,
             cache_write_input_tokens: None,
             reasoning_output_tokens: None,
+            session_id: None,
         })
         .collect();
     let mut truth = Truth::default();

@@ -59,8 +59,23 @@ fn call(model: &str, provider: &str, tool: &str, at: i64, i: i64) -> Value {
     })
 }
 
+/// The sink's price book: `dash-mini`'s events carry no cost, so the
+/// dashboard shows a computed cost beside the reported ones.
+const PRICE_BOOK: &str = r#"
+[[prices]]
+model = "dash-mini"
+provider = "openai"
+effective_from = "2020-01-01"
+input = "1"
+output = "2"
+"#;
+/// By hand: `dash-mini`'s 5 events carry 100..=104 input and 20..=24
+/// output tokens, 510 and 110 in all, at 1,000 and 2,000 nano-dollars a
+/// token.
+const MINI_COMPUTED_NANOS: i64 = 510 * 1_000 + 110 * 2_000;
+
 fn bill(model: &str, provider: &str, feature: &str, at: i64, i: i64) -> Value {
-    json!({
+    let mut bill = json!({
         "occurred_at": at,
         "tenant_id": TENANT,
         "user_id": format!("user-{}", i % USERS),
@@ -69,8 +84,11 @@ fn bill(model: &str, provider: &str, feature: &str, at: i64, i: i64) -> Value {
         "feature": feature,
         "input_tokens": 100 + i,
         "output_tokens": 20 + i,
-        "cost_usd_nanos": COST_NANOS,
-    })
+    });
+    if model != "dash-mini" {
+        bill["cost_usd_nanos"] = json!(COST_NANOS);
+    }
+    bill
 }
 
 async fn post(gateway: &TestGateway, kind: &str, events: Vec<Value>) {
@@ -94,7 +112,13 @@ async fn the_dashboard_shows_the_apis_numbers_in_a_real_browser() {
     let env = TestEnv::new("dashboard");
     env.create_topics().await;
     let _aggregator = env.spawn("centile-aggregator", &[]);
-    let _sink = env.spawn("centile-sink", &[]);
+    let book = std::env::temp_dir().join(format!("{}-prices.toml", env.id));
+    std::fs::write(&book, PRICE_BOOK).expect("book written");
+    let _sink = env.spawn_with(
+        "centile-sink",
+        &[],
+        &[("CENTILE_PRICING_BOOK".into(), book.display().to_string())],
+    );
     let gateway = TestGateway::start(&env, &[(GATEWAY_KEY, TENANT)], &[]).await;
     let api = TestApi::start(
         &env,
@@ -148,6 +172,30 @@ async fn the_dashboard_shows_the_apis_numbers_in_a_real_browser() {
         },
     )
     .await;
+    // The API keeps what the events reported apart from what the book
+    // computed, and their sum is the cost.
+    let top = api.get("/v1/usage/top-models?days=30", API_KEY).await.json;
+    let rows = top["rows"].as_array().expect("rows");
+    let usd = |nanos: i64| nanos as f64 / 1e9;
+    for row in rows {
+        let (reported, computed) = match row["model_id"].as_str() {
+            Some("dash-mini") => (0, MINI_COMPUTED_NANOS),
+            _ => (row["requests"].as_i64().unwrap() * COST_NANOS, 0),
+        };
+        assert_eq!(
+            (
+                row["reported_cost_usd"].as_f64(),
+                row["computed_cost_usd"].as_f64(),
+                row["cost_usd"].as_f64()
+            ),
+            (
+                Some(usd(reported)),
+                Some(usd(computed)),
+                Some(usd(reported + computed))
+            ),
+            "{row}"
+        );
+    }
 
     let out = workspace_root().join("target/test-artifacts/dashboard");
     let mut script = Command::new("python3")

@@ -2,7 +2,10 @@
 //! with RFC 3339 and epoch-millisecond times, with and without event ids,
 //! arrive in the ClickHouse views with exactly the right counts and sums.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
 
 use centile::{
     gateway_kit::TestGateway,
@@ -43,6 +46,7 @@ fn call(at: Value, i: i64) -> Value {
         "error_type": if i % 5 == 0 { Value::from("timeout") } else { Value::Null },
         "input_tokens": 10,
         "output_tokens": i,
+        "session_id": format!("conv-{}", i % 4),
     })
 }
 
@@ -56,6 +60,7 @@ fn bill(at: Value, i: i64) -> Value {
         "input_tokens": 100,
         "output_tokens": i,
         "cost_usd_nanos": 1_000_000,
+        "session_id": if i % 2 == 0 { Value::from(format!("conv-{}", i % 4)) } else { Value::Null },
     })
 }
 
@@ -204,6 +209,26 @@ async fn posted_events_of_every_shape_reach_the_views_exactly_once() {
         .expect("raw ids");
     assert_eq!(raw.iter().cloned().collect::<BTreeSet<_>>(), ids);
     assert_eq!(raw.len(), ids.len());
+    // `session_id` lands with the raw events: every call names one of 4,
+    // every other bill one of 2 (a null is no session).
+    let sessions: Vec<(String, u64, u64)> = env
+        .clickhouse()
+        .query(&format!(
+            "SELECT 'latency', toUInt64(uniqExact(assumeNotNull(session_id))), toUInt64(countIf(session_id IS NULL)) \
+             FROM latency_events_dedup WHERE tenant_id = '{TENANT}' \
+             UNION ALL SELECT 'usage', toUInt64(uniqExact(assumeNotNull(session_id))), toUInt64(countIf(session_id IS NULL)) \
+             FROM usage_events_dedup WHERE tenant_id = '{TENANT}' AND session_id IS NOT NULL \
+             UNION ALL SELECT 'usage without', toUInt64(0), toUInt64(countIf(session_id IS NULL)) \
+             FROM usage_events_dedup WHERE tenant_id = '{TENANT}'"
+        ))
+        .fetch_all()
+        .await
+        .expect("sessions");
+    let sessions: BTreeMap<String, (u64, u64)> =
+        sessions.into_iter().map(|(k, a, b)| (k, (a, b))).collect();
+    assert_eq!(sessions["latency"], (4, 0), "{sessions:?}");
+    assert_eq!(sessions["usage"], (2, 0), "{sessions:?}");
+    assert_eq!(sessions["usage without"], (0, 15), "{sessions:?}");
     let minute = (base + 51 * 1000) / 60_000 * 60;
     let in_minute: u64 = env
         .query_u64(&format!(

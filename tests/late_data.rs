@@ -34,6 +34,7 @@ fn call(id: &str, at: i64, rt: f64) -> Event {
         error_type: None,
         input_tokens: Some(1),
         output_tokens: Some(1),
+        session_id: None,
     })
 }
 

@@ -271,6 +271,9 @@ fn plan(tag: u32, count: u64) -> Plan {
         }
         if let Some(user) = &user {
             attributes.insert("user.id".into(), user.clone().into());
+            // One conversation per user: `session.id` becomes both
+            // events' `session_id`.
+            attributes.insert("session.id".into(), format!("{user}-conv").into());
         }
         if let Some(agent) = agent {
             attributes.insert("gen_ai.agent.name".into(), agent.into());
@@ -632,6 +635,29 @@ async fn export_then_reexport(
         ))
         .await;
     assert_eq!(users, Some(3), "user.id became the usage events' user_id");
+    for table in ["usage_events_dedup", "latency_events_dedup"] {
+        let sessions = env
+            .query_u64(&format!(
+                "SELECT toUInt64(uniqExact(assumeNotNull(session_id))) FROM {table} \
+                 WHERE tenant_id = '{TENANT}' AND session_id IS NOT NULL"
+            ))
+            .await;
+        assert_eq!(sessions, Some(3), "session.id became {table}' session_id");
+    }
+    // Each usage event's session is its user's conversation, and an event
+    // without a user has none.
+    let astray = env
+        .query_u64(&format!(
+            "SELECT count() FROM usage_events_dedup WHERE tenant_id = '{TENANT}' \
+             AND NOT ((user_id IS NULL AND session_id IS NULL) \
+             OR assumeNotNull(session_id) = concat(assumeNotNull(user_id), '-conv'))"
+        ))
+        .await;
+    assert_eq!(
+        astray,
+        Some(0),
+        "session_id follows session.id span by span"
+    );
     let error_types: BTreeMap<String, u64> = env
         .clickhouse()
         .query(

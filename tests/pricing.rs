@@ -45,6 +45,7 @@ fn usage(id: &str, at: i64, model: &str, tokens: (i64, i64), cost: Option<i64>) 
         cache_read_input_tokens: None,
         cache_write_input_tokens: None,
         reasoning_output_tokens: None,
+        session_id: None,
     })
 }
 

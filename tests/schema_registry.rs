@@ -124,6 +124,7 @@ fn call(tenant: &str, id: String, at: i64) -> LatencyEvent {
         error_type: None,
         input_tokens: None,
         output_tokens: None,
+        session_id: None,
     }
 }
 

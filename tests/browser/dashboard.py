@@ -209,6 +209,7 @@ def check_top(d):
         return compare_rows(
             d.table("top-table"), answer["rows"], "model_id",
             [("requests", "requests", 1), ("calls", "calls", 1), ("cost", "cost_usd", 1),
+             ("reported", "reported_cost_usd", 1), ("computed", "computed_cost_usd", 1),
              ("error_rate", "error_rate", 100), ("input_tokens", "input_tokens", 1),
              ("output_tokens", "output_tokens", 1), ("p50", "p50_response_time", 1),
              ("p95", "p95_response_time", 1), ("p99", "p99_response_time", 1)],
@@ -226,7 +227,9 @@ def check_daily(d):
         if answer["group_by"] != "day":
             return f"the last usage request was group_by={answer['group_by']}"
         return compare_rows(d.table("daily-table"), answer["rows"], "date",
-                            [("count", "count", 1), ("cost", "cost_usd", 1)], ordered=False)
+                            [("count", "count", 1), ("cost", "cost_usd", 1),
+                             ("reported", "reported_cost_usd", 1), ("computed", "computed_cost_usd", 1)],
+                            ordered=False)
 
     d.settle("daily", check)
 
@@ -236,7 +239,9 @@ def check_feature(d):
         answer = d.api.get(d.last_request("/v1/usage/stats"))
         if answer["group_by"] != "feature":
             return f"the last usage request was group_by={answer['group_by']}"
-        return compare_rows(d.table("feature-table"), answer["rows"], "feature", [("count", "count", 1)])
+        return compare_rows(d.table("feature-table"), answer["rows"], "feature",
+                            [("count", "count", 1), ("cost", "cost_usd", 1),
+                             ("reported", "reported_cost_usd", 1), ("computed", "computed_cost_usd", 1)])
 
     d.settle("feature", check)
     for feature in d.args.expect_feature:

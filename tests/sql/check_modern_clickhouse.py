@@ -314,19 +314,19 @@ def insert_events(query):
     t = _yesterday_noon()
     lat_ev = "INSERT INTO %s.latency_events VALUES " % DB
     e1 = ("('e1', '{t}', 1, 'T1', 'gpt-4o', 'openai', 'chat', '{p}', 'h1', 120.5, 1, NULL, "
-          "10, 20, 0, 100, '{t}')").format(t=t, p=P1)
+          "10, 20, 0, 100, '{t}', 'conv-1')").format(t=t, p=P1)
     e2 = ("('e2', '{t}', 2, 'T1', 'gpt-4o', 'openai', 'chat', '{p}', 'h1', 300, 0, 'timeout', "
-          "NULL, NULL, 0, 101, '{t}')").format(t=t, p=P1)
+          "NULL, NULL, 0, 101, '{t}', NULL)").format(t=t, p=P1)
     e3 = ("('e3', '{t}', 3, 'T2', 'claude-3', 'anthropic', 'embed', '{{}}', 'h0', 80, 1, NULL, "
-          "5, NULL, 1, 7, '{t}')").format(t=t)
+          "5, NULL, 1, 7, '{t}', NULL)").format(t=t)
     query(lat_ev + ", ".join([e1, e2, e3]))
     query(lat_ev + e2)  # Kafka redelivery of e2, separate part
 
     use_ev = "INSERT INTO %s.usage_events VALUES " % DB
     u1 = ("('u1', '{t}', 1, 'T1', 'alice', 'gpt-4o', 'openai', 'chat', 10, 20, 123456789012345, "
-          "0, 5, '{t}', 8, 1, 5, 1)").format(t=t)
+          "0, 5, '{t}', 8, 1, 5, 1, 'conv-1')").format(t=t)
     u2 = ("('u2', '{t}', 2, 'T1', NULL, 'gpt-4o', 'openai', 'chat', 1, 2, 1, 0, 6, '{t}', "
-          "NULL, NULL, NULL, 0)").format(t=t)
+          "NULL, NULL, NULL, 0, NULL)").format(t=t)
     query(use_ev + ", ".join([u1, u2]))
     query(use_ev + u1)  # redelivery
 
@@ -727,9 +727,18 @@ def run_checks(query, server_version, c=None):
     r = rows(query, "SELECT count(), sum(cost_usd_nanos), countIf(user_id IS NULL) "
                     "FROM %s.usage_events_dedup" % DB)
     c.check("usage_events_dedup counts/sums", r == [["2", "123456789012346", "1"]], repr(r))
-    c.check("latency_events_dedup column list",
-            [d[0] for d in rows(query, "DESCRIBE TABLE %s.latency_events_dedup" % DB)] ==
-            [d[0] for d in rows(query, "DESCRIBE TABLE %s.latency_events" % DB)])
+    for table in ("latency_events", "usage_events"):
+        c.check("%s_dedup column list" % table,
+                [d[0] for d in rows(query, "DESCRIBE TABLE %s.%s_dedup" % (DB, table))] ==
+                [d[0] for d in rows(query, "DESCRIBE TABLE %s.%s" % (DB, table))])
+    # session_id (migration 0010) is kept with the raw events.
+    r = rows(query, "SELECT event_id, session_id FROM %s.latency_events_dedup "
+                    "ORDER BY event_id" % DB)
+    c.check("latency_events_dedup session_id",
+            r == [["e1", "conv-1"], ["e2", "\\N"], ["e3", "\\N"]], repr(r))
+    r = rows(query, "SELECT event_id, session_id FROM %s.usage_events_dedup "
+                    "ORDER BY event_id" % DB)
+    c.check("usage_events_dedup session_id", r == [["u1", "conv-1"], ["u2", "\\N"]], repr(r))
 
     # --- view columns --------------------------------------------------------
     for suffix in ("minute", "hourly", "daily", "weekly"):

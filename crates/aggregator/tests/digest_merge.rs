@@ -30,6 +30,7 @@ fn event(i: usize, rt: f64) -> Event {
         error_type: None,
         input_tokens: Some(i as i64 % 50),
         output_tokens: Some(3),
+        session_id: None,
     })
 }
 

@@ -236,6 +236,7 @@ async function loadTop(p, signal) {
       ["model", r.model_id], ["provider", r.provider ?? "—"],
       ["requests", fmtInt(r.requests), 1], ["calls", fmtInt(r.calls), 1],
       ["error_rate", fmtPct(r.error_rate), 1], ["cost", fmtUsd(r.cost_usd), 1],
+      ["reported", fmtUsd(r.reported_cost_usd), 1], ["computed", fmtUsd(r.computed_cost_usd), 1],
       ["input_tokens", fmtInt(r.input_tokens), 1], ["output_tokens", fmtInt(r.output_tokens), 1],
       ["p50", fmtMs(r.p50_response_time), 1], ["p95", fmtMs(r.p95_response_time), 1],
       ["p99", fmtMs(r.p99_response_time), 1],
@@ -268,7 +269,10 @@ async function loadDaily(p, signal) {
   }
   fillTable("daily-table", [...d.rows].reverse().map((r) => ({
     key: r.date,
-    cells: [["date", r.date], ["count", fmtInt(r.count), 1], ["cost", fmtUsd(r.cost_usd), 1]],
+    cells: [
+      ["date", r.date], ["count", fmtInt(r.count), 1], ["cost", fmtUsd(r.cost_usd), 1],
+      ["reported", fmtUsd(r.reported_cost_usd), 1], ["computed", fmtUsd(r.computed_cost_usd), 1],
+    ],
   })));
   draw("daily", p.canvas, {
     data: {
@@ -305,7 +309,11 @@ async function loadFeature(p, signal) {
   const total = d.rows.reduce((s, r) => s + r.count, 0);
   fillTable("feature-table", d.rows.map((r) => ({
     key: r.feature,
-    cells: [["feature", r.feature], ["count", fmtInt(r.count), 1], ["share", fmtPct(total ? r.count / total : 0), 1]],
+    cells: [
+      ["feature", r.feature], ["count", fmtInt(r.count), 1], ["share", fmtPct(total ? r.count / total : 0), 1],
+      ["cost", fmtUsd(r.cost_usd), 1], ["reported", fmtUsd(r.reported_cost_usd), 1],
+      ["computed", fmtUsd(r.computed_cost_usd), 1],
+    ],
   })));
   draw("feature", p.canvas, {
     type: "bar",

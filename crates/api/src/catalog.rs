@@ -1,9 +1,11 @@
 //! The model catalog: a TOML file of models (id, name, provider, status,
-//! description, prices), joined with the models seen in events, and the
+//! description), joined with the models seen in events and with their
+//! prices from the price book (the one the sink prices with), and the
 //! search over it.
 
 use std::{collections::BTreeMap, path::Path};
 
+use centile_events::{PriceBook, PriceVersion};
 use serde::{Deserialize, Serialize};
 
 use crate::ApiError;
@@ -29,9 +31,10 @@ impl Status {
     }
 }
 
-/// USD per million tokens.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A model's prices now, from the price book's version in effect: USD per
+/// million tokens, the version's id and its first day. Empty when the book
+/// has no price for the model and provider.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Prices {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input_per_mtok: Option<f64>,
@@ -43,6 +46,33 @@ pub struct Prices {
     pub cache_write_per_mtok: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning_per_mtok: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effective_from: Option<String>,
+}
+
+impl Prices {
+    /// `(model, provider)`'s prices at `at` (Unix seconds) in `book`.
+    pub fn at(book: &PriceBook, model_id: &str, provider: &str, at: i64) -> Self {
+        book.version_at(model_id, provider, at)
+            .map(Self::of)
+            .unwrap_or_default()
+    }
+
+    fn of(v: &PriceVersion) -> Self {
+        // Whole pico-dollars a token are micro-dollars a million tokens.
+        let per_mtok = |pico: i64| Some(pico as f64 / 1e6);
+        Self {
+            input_per_mtok: per_mtok(v.prices.input),
+            output_per_mtok: per_mtok(v.prices.output),
+            cache_read_per_mtok: per_mtok(v.prices.cache_read),
+            cache_write_per_mtok: per_mtok(v.prices.cache_write),
+            reasoning_per_mtok: per_mtok(v.prices.reasoning),
+            version: Some(v.id()),
+            effective_from: Some(v.effective_from.clone()),
+        }
+    }
 }
 
 /// One catalog entry as written in the file.
@@ -55,8 +85,6 @@ pub struct Entry {
     pub status: Status,
     #[serde(default)]
     pub description: String,
-    #[serde(default)]
-    pub prices: Prices,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,6 +133,20 @@ impl Catalog {
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
+        // Prices used to live here; say where they went rather than
+        // "unknown field".
+        if let Ok(toml::Value::Table(file)) = toml::from_str::<toml::Value>(text) {
+            let models = file.get("model").and_then(toml::Value::as_array);
+            for (i, model) in models.into_iter().flatten().enumerate() {
+                if model.get("prices").is_some() {
+                    let id = model.get("id").and_then(toml::Value::as_str).unwrap_or("?");
+                    return Err(format!(
+                        "model {} ({id}): `prices` belong in the price book (`pricing.book`, docs/pricing.md), which the sink prices with; the catalog no longer carries them",
+                        i + 1
+                    ));
+                }
+            }
+        }
         let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
         let mut ids = std::collections::HashSet::new();
         for entry in &file.model {
@@ -128,8 +170,9 @@ impl Catalog {
         self.entries.is_empty()
     }
 
-    /// Catalog entries joined with what events show, sorted by name then id.
-    pub fn models(&self, seen: &[Seen]) -> Vec<Model> {
+    /// Catalog entries joined with what events show, each with its prices
+    /// in `book` at `now` (Unix seconds), sorted by name then id.
+    pub fn models(&self, seen: &[Seen], book: &PriceBook, now: i64) -> Vec<Model> {
         let mut by_id: BTreeMap<String, Model> = BTreeMap::new();
         for e in &self.entries {
             by_id.insert(
@@ -140,7 +183,7 @@ impl Catalog {
                     provider: e.provider.clone(),
                     status: e.status,
                     description: e.description.clone(),
-                    prices: e.prices.clone(),
+                    prices: Prices::at(book, &e.id, &e.provider, now),
                     in_catalog: true,
                     first_seen: None,
                     last_seen: None,
@@ -154,7 +197,7 @@ impl Catalog {
                 provider: s.provider.clone(),
                 status: Status::Active,
                 description: String::new(),
-                prices: Prices::default(),
+                prices: Prices::at(book, &s.id, &s.provider, now),
                 in_catalog: false,
                 first_seen: None,
                 last_seen: None,
@@ -230,7 +273,6 @@ name = "GPT-4o"
 provider = "openai"
 status = "active"
 description = "Flagship multimodal model"
-prices = { input_per_mtok = 2.5, output_per_mtok = 10.0 }
 
 [[model]]
 id = "gpt-4o-mini"
@@ -254,7 +296,7 @@ description = "Reasoning model, a GPT-4o competitor"
     #[test]
     fn exact_matches_first_then_by_name() {
         let catalog = Catalog::parse(FILE).unwrap();
-        let all = catalog.models(&[]);
+        let all = catalog.models(&[], &PriceBook::default(), 0);
         let s = |q: &str| Search {
             q: Some(q.into()),
             limit: 20,
@@ -300,7 +342,13 @@ description = "Reasoning model, a GPT-4o competitor"
                 last_seen: "2026-11-21T00:00:00Z".into(),
             },
         ];
-        let models = catalog.models(&seen);
+        let book = PriceBook::parse(
+            "[[prices]]\nmodel = \"gpt-4o\"\nprovider = \"openai\"\neffective_from = 2026-01-01\ninput = \"2.5\"\noutput = \"10\"\ncache_read = \"1.25\"\n\
+             [[prices]]\nmodel = \"gpt-4o\"\nprovider = \"openai\"\neffective_from = 2026-12-01\ninput = \"2\"\noutput = \"8\"\n",
+        )
+        .unwrap();
+        // 2026-11-15: the first version is in effect.
+        let models = catalog.models(&seen, &book, 1_794_700_800);
         assert_eq!(models.len(), 4);
         let llama = models.iter().find(|m| m.id == "llama-9").unwrap();
         assert!(!llama.in_catalog);
@@ -308,6 +356,36 @@ description = "Reasoning model, a GPT-4o competitor"
         let gpt = models.iter().find(|m| m.id == "gpt-4o").unwrap();
         assert!(gpt.in_catalog);
         assert_eq!(gpt.first_seen.as_deref(), Some("2026-11-01T00:00:00Z"));
+        assert_eq!(
+            (
+                gpt.prices.input_per_mtok,
+                gpt.prices.output_per_mtok,
+                gpt.prices.cache_read_per_mtok,
+                gpt.prices.cache_write_per_mtok,
+                gpt.prices.reasoning_per_mtok,
+                gpt.prices.effective_from.as_deref(),
+            ),
+            (
+                Some(2.5),
+                Some(10.0),
+                Some(1.25),
+                Some(2.5),
+                Some(10.0),
+                Some("2026-01-01")
+            ),
+            "the book's version in effect, its defaults filled in"
+        );
+        assert_eq!(llama.prices, Prices::default(), "no price in the book");
+        // 2026-12-02: the second version.
+        let later = catalog.models(&seen, &book, 1_796_169_600);
+        let gpt = later.iter().find(|m| m.id == "gpt-4o").unwrap();
+        assert_eq!(
+            (
+                gpt.prices.input_per_mtok,
+                gpt.prices.effective_from.as_deref()
+            ),
+            (Some(2.0), Some("2026-12-01"))
+        );
     }
 
     #[test]
@@ -320,5 +398,11 @@ description = "Reasoning model, a GPT-4o competitor"
         let twice =
             "[[model]]\nid = \"a\"\nname = \"A\"\nprovider = \"p\"\nstatus = \"beta\"\n".repeat(2);
         assert!(Catalog::parse(&twice).unwrap_err().contains("twice"));
+        let priced = "[[model]]\nid = \"a\"\nname = \"A\"\nprovider = \"p\"\nstatus = \"beta\"\nprices = { input_per_mtok = 1.0 }\n";
+        let err = Catalog::parse(priced).unwrap_err();
+        assert!(
+            err.starts_with("model 1 (a): `prices` belong in the price book"),
+            "{err}"
+        );
     }
 }

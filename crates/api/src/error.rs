@@ -28,6 +28,8 @@ pub enum ApiError {
     Config(#[from] centile_runtime::RuntimeError),
     #[error("model catalog: {0}")]
     Catalog(String),
+    #[error("{0}")]
+    Prices(#[from] centile_sink::prices::PricesError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("http server: {0}")]

@@ -14,6 +14,7 @@ use centile_runtime::{
     secret::hash_key,
     service::{run_service, BoxError},
 };
+use centile_sink::prices::Prices;
 use clap::{Parser, Subcommand};
 use rand::RngCore;
 
@@ -77,8 +78,11 @@ async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
                 tracing::warn!("api.allow_unauthenticated: /v1 answers without a key, as admin");
             }
             let catalog = Catalog::load(settings.catalog_file.as_deref())?;
+            // The sink's book: the models' prices are the ones it prices with.
+            let prices = Prices::load(ctx.config.pricing.book.as_deref())?;
             let client = centile_sink::client::database_client(&ctx.config.clickhouse);
             let queries = Queries::new(client, &ctx.config.clickhouse.database, catalog.clone())
+                .with_prices(prices)
                 .with_token_ttl(settings.token_ttl);
             let metrics = ApiMetrics::register(&ctx.registry)?;
             let listener = tokio::net::TcpListener::bind(settings.addr).await?;

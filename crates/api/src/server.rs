@@ -30,8 +30,8 @@ use crate::{
     metrics::ApiMetrics,
     params::Params,
     queries::{
-        self, ModelsRequest, ModelsWhat, Queries, RealtimeRequest, Request, TopModelsRequest,
-        TrendsRequest, UsageRequest, WindowsRequest,
+        self, ModelsRequest, Queries, RealtimeRequest, Request, TopModelsRequest, TrendsRequest,
+        UsageRequest, WindowsRequest,
     },
     realtime, ApiError,
 };
@@ -411,10 +411,10 @@ async fn models(
     RawQuery(q): RawQuery,
 ) -> Response {
     serve_request(s, "/v1/models", headers, q, &[], |_, scope, _| {
-        Ok(Request::Models(ModelsRequest {
-            what: ModelsWhat::All,
-            tenant_id: models_tenant(scope),
-        }))
+        Ok(Request::Models(ModelsRequest::all(
+            models_tenant(scope),
+            now(),
+        )))
     })
     .await
 }
@@ -434,10 +434,11 @@ async fn model(
                 "must be 1 to 256 characters without control characters",
             ));
         }
-        Ok(Request::Models(ModelsRequest {
-            what: ModelsWhat::One(id),
-            tenant_id: models_tenant(scope),
-        }))
+        Ok(Request::Models(ModelsRequest::one(
+            id,
+            models_tenant(scope),
+            now(),
+        )))
     })
     .await
 }
@@ -457,6 +458,7 @@ async fn models_search(
             Ok(Request::Models(ModelsRequest::search(
                 p,
                 models_tenant(scope),
+                now(),
             )?))
         },
     )

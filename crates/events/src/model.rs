@@ -24,6 +24,10 @@ pub struct LatencyEvent {
     pub input_tokens: Option<i64>,
     #[serde(default)]
     pub output_tokens: Option<i64>,
+    /// The conversation or session the call belonged to (OpenTelemetry
+    /// `session.id`); kept with the raw event, not a rollup dimension.
+    #[serde(default)]
+    pub session_id: Option<String>,
 }
 
 /// Billable use of a model by a tenant (`centile.v1.UsageEvent`).
@@ -54,6 +58,10 @@ pub struct UsageEvent {
     /// Output tokens spent on reasoning: part of `output_tokens`.
     #[serde(default)]
     pub reasoning_output_tokens: Option<i64>,
+    /// The conversation or session the use belonged to (OpenTelemetry
+    /// `session.id`); kept with the raw event, not a rollup dimension.
+    #[serde(default)]
+    pub session_id: Option<String>,
 }
 
 /// Either kind of raw event.

@@ -21,7 +21,7 @@ const WATERMARK: &str = include_str!("../../../schemas/avro/watermark.avsc");
 /// Earlier versions of the schemas, still read: producers and aggregators
 /// that have not been upgraded keep writing them, and Avro resolution fills
 /// the fields added since with their defaults.
-pub const HISTORY: [(SchemaKind, &str); 4] = [
+pub const HISTORY: [(SchemaKind, &str); 6] = [
     (
         SchemaKind::UsageEvent,
         include_str!("../../../schemas/avro/history/usage_event.v1.avsc"),
@@ -39,6 +39,15 @@ pub const HISTORY: [(SchemaKind, &str); 4] = [
     (
         SchemaKind::UsagePane,
         include_str!("../../../schemas/avro/history/usage_pane.v2.avsc"),
+    ),
+    // Before `session_id` (OpenTelemetry `session.id`).
+    (
+        SchemaKind::UsageEvent,
+        include_str!("../../../schemas/avro/history/usage_event.v3.avsc"),
+    ),
+    (
+        SchemaKind::LatencyEvent,
+        include_str!("../../../schemas/avro/history/latency_event.v1.avsc"),
     ),
 ];
 

@@ -129,6 +129,9 @@ impl Validate for LatencyEvent {
         }
         c.tokens("input_tokens", self.input_tokens);
         c.tokens("output_tokens", self.output_tokens);
+        if let Some(session) = &self.session_id {
+            c.bounded("session_id", session);
+        }
         c.problems
     }
 }
@@ -144,6 +147,9 @@ impl Validate for UsageEvent {
         c.text("tenant_id", &self.tenant_id);
         if let Some(user) = &self.user_id {
             c.bounded("user_id", user);
+        }
+        if let Some(session) = &self.session_id {
+            c.bounded("session_id", session);
         }
         c.text("model_id", &self.model_id);
         c.text("provider", &self.provider);

@@ -257,6 +257,10 @@ pub(crate) fn latency_event_to_value(e: &LatencyEvent) -> Value {
         ),
         ("input_tokens", nullable(e.input_tokens.map(Value::Long))),
         ("output_tokens", nullable(e.output_tokens.map(Value::Long))),
+        (
+            "session_id",
+            nullable(e.session_id.clone().map(Value::String)),
+        ),
     ])
 }
 
@@ -275,6 +279,7 @@ pub(crate) fn latency_event_from_value(value: Value) -> Result<LatencyEvent, Dec
         error_type: r.opt_string("error_type"),
         input_tokens: r.opt_long("input_tokens"),
         output_tokens: r.opt_long("output_tokens"),
+        session_id: r.opt_string("session_id"),
     };
     r.finish(event)
 }
@@ -306,6 +311,10 @@ pub(crate) fn usage_event_to_value(e: &UsageEvent) -> Value {
             "reasoning_output_tokens",
             nullable(e.reasoning_output_tokens.map(Value::Long)),
         ),
+        (
+            "session_id",
+            nullable(e.session_id.clone().map(Value::String)),
+        ),
     ])
 }
 
@@ -325,6 +334,7 @@ pub(crate) fn usage_event_from_value(value: Value) -> Result<UsageEvent, DecodeE
         cache_read_input_tokens: r.opt_long("cache_read_input_tokens"),
         cache_write_input_tokens: r.opt_long("cache_write_input_tokens"),
         reasoning_output_tokens: r.opt_long("reasoning_output_tokens"),
+        session_id: r.opt_string("session_id"),
     };
     r.finish(event)
 }

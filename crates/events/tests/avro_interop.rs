@@ -223,6 +223,7 @@ fn decodes_a_message_apache_avro_writes_with_a_registered_writer_schema() {
             cache_read_input_tokens: None,
             cache_write_input_tokens: None,
             reasoning_output_tokens: None,
+            session_id: None,
         }))
     );
 }
@@ -234,13 +235,14 @@ fn latency_records() -> (Value, Vec<LatencyEvent>) {
             "model_id": "gpt-4o", "provider": "openai", "tool": "chat",
             "parameters": {"streaming": "true", "temperature": "0.2", "ключ": "значение ✓"},
             "response_time_ms": 812.5, "success": true, "error_type": null,
-            "input_tokens": 120, "output_tokens": 48
+            "input_tokens": 120, "output_tokens": 48, "session_id": "conv-1 ✓"
         },
         {
             "event_id": "fa-2", "occurred_at": 1, "tenant_id": "t", "model_id": "m",
             "provider": "p", "tool": "search", "parameters": {},
             "response_time_ms": 0.1, "success": false, "error_type": "timeout",
-            "input_tokens": null, "output_tokens": 9_007_199_254_740_993_i64
+            "input_tokens": null, "output_tokens": 9_007_199_254_740_993_i64,
+            "session_id": null
         }
     ]);
     let events = vec![
@@ -261,6 +263,7 @@ fn latency_records() -> (Value, Vec<LatencyEvent>) {
             error_type: None,
             input_tokens: Some(120),
             output_tokens: Some(48),
+            session_id: Some("conv-1 ✓".into()),
         },
         LatencyEvent {
             event_id: "fa-2".into(),
@@ -275,6 +278,7 @@ fn latency_records() -> (Value, Vec<LatencyEvent>) {
             error_type: Some("timeout".into()),
             input_tokens: None,
             output_tokens: Some(9_007_199_254_740_993),
+            session_id: None,
         },
     ];
     (records, events)
@@ -287,21 +291,22 @@ fn usage_records() -> (Value, Vec<UsageEvent>) {
             "user_id": "u-42", "model_id": "claude-sonnet-4", "provider": "anthropic",
             "feature": "auto-router", "input_tokens": 1000, "output_tokens": 250,
             "cost_usd_nanos": 1_234_567_891, "cache_read_input_tokens": 600,
-            "cache_write_input_tokens": 100, "reasoning_output_tokens": 50
+            "cache_write_input_tokens": 100, "reasoning_output_tokens": 50,
+            "session_id": "conv-7"
         },
         {
             "event_id": "fu-2", "occurred_at": 0, "tenant_id": "acme", "user_id": null,
             "model_id": "m", "provider": "p", "feature": "image", "input_tokens": 0,
             "output_tokens": 0, "cost_usd_nanos": 9_223_372_036_854_775_807_i64,
             "cache_read_input_tokens": null, "cache_write_input_tokens": null,
-            "reasoning_output_tokens": null
+            "reasoning_output_tokens": null, "session_id": null
         },
         {
             "event_id": "fu-3", "occurred_at": 1_795_435_260_002_i64, "tenant_id": "acme",
             "user_id": null, "model_id": "gpt-4o", "provider": "openai", "feature": "chat",
             "input_tokens": 40, "output_tokens": 7, "cost_usd_nanos": null,
             "cache_read_input_tokens": 10, "cache_write_input_tokens": null,
-            "reasoning_output_tokens": null
+            "reasoning_output_tokens": null, "session_id": null
         }
     ]);
     let events = vec![
@@ -319,6 +324,7 @@ fn usage_records() -> (Value, Vec<UsageEvent>) {
             cache_read_input_tokens: Some(600),
             cache_write_input_tokens: Some(100),
             reasoning_output_tokens: Some(50),
+            session_id: Some("conv-7".into()),
         },
         UsageEvent {
             event_id: "fu-2".into(),
@@ -334,6 +340,7 @@ fn usage_records() -> (Value, Vec<UsageEvent>) {
             cache_read_input_tokens: None,
             cache_write_input_tokens: None,
             reasoning_output_tokens: None,
+            session_id: None,
         },
         // No cost: the price book prices it.
         UsageEvent {
@@ -350,6 +357,7 @@ fn usage_records() -> (Value, Vec<UsageEvent>) {
             cache_read_input_tokens: Some(10),
             cache_write_input_tokens: None,
             reasoning_output_tokens: None,
+            session_id: None,
         },
     ];
     (records, events)
@@ -691,4 +699,57 @@ fn old_and_new_usage_writers_flow_side_by_side() {
         (v2.cost_usd_nanos, v2.cache_read_input_tokens),
         (Some(13), Some(30))
     );
+}
+
+/// `session_id` (OpenTelemetry `session.id`) came to both kinds of event:
+/// fastavro writes each with the schema before it (their own
+/// fingerprints) and with the current one; the old ones decode with no
+/// session, the new ones with theirs.
+#[test]
+fn writers_before_and_after_the_session_id_flow_side_by_side() {
+    let schemas = Schemas::new();
+    let usage = |schema: &str, id: &str, session: serde_json::Value| {
+        let mut event = json!({
+            "event_id": id, "occurred_at": 1_795_435_260_001_i64, "tenant_id": "acme",
+            "user_id": "u", "model_id": "m", "provider": "p", "feature": "chat",
+            "input_tokens": 40, "output_tokens": 7, "cost_usd_nanos": null,
+            "cache_read_input_tokens": null, "cache_write_input_tokens": null,
+            "reasoning_output_tokens": null
+        });
+        if !session.is_null() {
+            event["session_id"] = session;
+        }
+        let Decoded::Usage(e) = decode(&schemas, &fastavro_encode(schema, json!([event]))[0])
+            .unwrap_or_else(|e| panic!("{schema} decodes: {e}"))
+        else {
+            panic!("{schema}: a usage event");
+        };
+        e
+    };
+    let old = usage("history/usage_event.v3", "old-u", json!(null));
+    assert_eq!((old.event_id.as_str(), old.session_id), ("old-u", None));
+    let new = usage("usage_event", "new-u", json!("conv-42"));
+    assert_eq!(new.session_id.as_deref(), Some("conv-42"));
+
+    let latency = |schema: &str, id: &str, session: serde_json::Value| {
+        let mut event = json!({
+            "event_id": id, "occurred_at": 1_795_435_260_001_i64, "tenant_id": "acme",
+            "model_id": "m", "provider": "p", "tool": "chat", "parameters": {},
+            "response_time_ms": 12.5, "success": true, "error_type": null,
+            "input_tokens": null, "output_tokens": null
+        });
+        if !session.is_null() {
+            event["session_id"] = session;
+        }
+        let Decoded::Latency(e) = decode(&schemas, &fastavro_encode(schema, json!([event]))[0])
+            .unwrap_or_else(|e| panic!("{schema} decodes: {e}"))
+        else {
+            panic!("{schema}: a latency event");
+        };
+        e
+    };
+    let old = latency("history/latency_event.v1", "old-l", json!(null));
+    assert_eq!((old.event_id.as_str(), old.session_id), ("old-l", None));
+    let new = latency("latency_event", "new-l", json!("conv-42"));
+    assert_eq!(new.session_id.as_deref(), Some("conv-42"));
 }

@@ -25,6 +25,7 @@ fn latency() -> LatencyEvent {
         error_type: Some("timeout".into()),
         input_tokens: Some(120),
         output_tokens: None,
+        session_id: None,
     }
 }
 
@@ -43,6 +44,7 @@ fn usage() -> UsageEvent {
         cache_read_input_tokens: Some(600),
         cache_write_input_tokens: Some(100),
         reasoning_output_tokens: Some(50),
+        session_id: None,
     }
 }
 

@@ -124,6 +124,7 @@ fn java_binary_message_encoder_and_decoder_interoperate() {
         error_type: Some("rate_limited".into()),
         input_tokens: None,
         output_tokens: Some(7),
+        session_id: Some("conv-j".into()),
     };
     let centile = hex::encode(encode(&schemas, &Decoded::Latency(sent)));
 
@@ -161,7 +162,7 @@ fn java_binary_message_encoder_and_decoder_interoperate() {
             "model_id": "claude-sonnet-4", "provider": "anthropic", "tool": "search",
             "parameters": {"thinking_mode": "on"}, "response_time_ms": 1234.5,
             "success": false, "error_type": "rate_limited", "input_tokens": null,
-            "output_tokens": 7
+            "output_tokens": 7, "session_id": "conv-j"
         })
     );
 }

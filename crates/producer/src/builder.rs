@@ -104,6 +104,7 @@ impl Latency<'_> {
             error_type,
             input_tokens: None,
             output_tokens: None,
+            session_id: None,
         })
     }
 }
@@ -124,6 +125,12 @@ macro_rules! id_and_time {
         /// Sets the event time (default: when `.event()` was called).
         pub fn occurred_at(mut self, time: SystemTime) -> Self {
             self.0.occurred_at = epoch_ms(time);
+            self
+        }
+
+        /// The conversation or session the event belongs to.
+        pub fn session(mut self, session_id: impl Into<String>) -> Self {
+            self.0.session_id = Some(session_id.into());
             self
         }
     };
@@ -173,6 +180,7 @@ impl Usage<'_> {
             cache_read_input_tokens: None,
             cache_write_input_tokens: None,
             reasoning_output_tokens: None,
+            session_id: None,
         })
     }
 }

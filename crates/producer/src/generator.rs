@@ -267,6 +267,7 @@ impl Generator {
                 .then(|| ERRORS[self.rng.random_range(0..ERRORS.len())].to_owned()),
             input_tokens: Some(input_tokens),
             output_tokens: Some(output_tokens),
+            session_id: None,
         };
         let usage = self
             .rng
@@ -300,6 +301,7 @@ impl Generator {
                     cache_read_input_tokens: cache_read,
                     cache_write_input_tokens: cache_write,
                     reasoning_output_tokens: reasoning,
+                    session_id: None,
                 }
             });
         (latency_event, usage)

@@ -545,6 +545,8 @@ pub struct GatewayConfig {
     pub otlp_provider_attributes: Vec<String>,
     /// The usage event's `user_id`.
     pub otlp_user_attributes: Vec<String>,
+    /// Both events' `session_id`.
+    pub otlp_session_attributes: Vec<String>,
     /// Performance-affecting parameters: parameter name → span attribute.
     pub otlp_parameters: BTreeMap<String, String>,
     /// CloudEvents `type` → the kind it carries (`latency` or `usage`).
@@ -588,6 +590,7 @@ impl Default for GatewayConfig {
             ]),
             otlp_provider_attributes: strings(&["gen_ai.provider.name", "gen_ai.system"]),
             otlp_user_attributes: strings(&["user.id", "enduser.id"]),
+            otlp_session_attributes: strings(&["session.id", "gen_ai.conversation.id"]),
             otlp_parameters: [
                 ("temperature", "gen_ai.request.temperature"),
                 ("max_tokens", "gen_ai.request.max_tokens"),

@@ -2,7 +2,7 @@
 //!
 //! Split by role: [`rows`] encodes messages as table rows, [`batch`] groups
 //! them by size or age, [`writer`] inserts them, [`migrate`] owns the
-//! schema, [`rollup`] makes the stored hour, day and week tiers,
+//! schema (with [`raw_schema`] for the raw tables' later columns), [`rollup`] makes the stored hour, day and week tiers,
 //! [`prices`] keeps the price book current, [`retention`] expires them, [`dlq`] shapes dead letters, and [`runner`] ties them to Kafka.
 
 pub mod batch;
@@ -12,6 +12,7 @@ mod error;
 pub mod metrics;
 pub mod migrate;
 pub mod prices;
+pub mod raw_schema;
 pub mod retention;
 pub mod rollup;
 pub mod rows;

@@ -86,6 +86,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: Sql::Generated(crate::rollup::sql::usage_by_feature_migration),
         superseded_checksums: &[],
     },
+    Migration {
+        version: 10,
+        name: "0010_session_id (generated)",
+        sql: Sql::Generated(crate::raw_schema::session_migration),
+        superseded_checksums: &[],
+    },
 ];
 
 /// The placeholder generated migrations are checksummed (and printed) with.

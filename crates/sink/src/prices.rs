@@ -53,6 +53,7 @@ pub fn read_book(path: &Path) -> Result<PriceBook, PricesError> {
 
 #[derive(Debug)]
 struct Loaded {
+    book: Arc<PriceBook>,
     sql: Arc<PriceSql>,
     digest: String,
     versions: usize,
@@ -78,6 +79,7 @@ impl Prices {
         Self {
             path: None,
             loaded: Arc::new(Mutex::new(Loaded {
+                book: Arc::new(book.clone()),
                 sql: Arc::new(PriceSql::new(book)),
                 digest: book.digest(),
                 versions: book.len(),
@@ -129,6 +131,7 @@ impl Prices {
             loaded.sql = Arc::new(PriceSql::new(&book));
             loaded.digest = book.digest();
             loaded.versions = book.len();
+            loaded.book = Arc::new(book);
             return Ok(true);
         }
         Ok(false)
@@ -136,6 +139,11 @@ impl Prices {
 
     pub fn sql(&self) -> Arc<PriceSql> {
         self.lock().sql.clone()
+    }
+
+    /// The current book itself (the query API lists its prices).
+    pub fn book(&self) -> Arc<PriceBook> {
+        self.lock().book.clone()
     }
 
     /// The digest of the current book, as the audit records it.
@@ -179,6 +187,14 @@ mod tests {
         assert_eq!(prices.digest(), second, "the last good book stays");
         assert!(!prices.refresh().unwrap(), "reported once");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn the_shipped_example_book_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prices.example.toml");
+        let book = read_book(&path).expect("deploy/prices.example.toml");
+        assert!(book.len() >= 8, "a price for every example catalog model");
+        assert!(book.version_at("gpt-4o", "openai", 1_796_169_600).is_some());
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub struct LatencyEventRow {
     pub source_partition: i32,
     pub source_offset: i64,
     pub ingested_at: u32,
+    pub session_id: Option<String>,
 }
 
 impl LatencyEventRow {
@@ -66,6 +67,7 @@ impl LatencyEventRow {
             source_partition: partition,
             source_offset: offset,
             ingested_at: seconds(now_ms),
+            session_id: e.session_id,
         }
     }
 }
@@ -92,6 +94,7 @@ pub struct UsageEventRow {
     /// 0: the event carried no cost (`cost_usd_nanos` is 0 and the price
     /// book prices it in the rollups).
     pub cost_reported: u8,
+    pub session_id: Option<String>,
 }
 
 impl UsageEventRow {
@@ -115,6 +118,7 @@ impl UsageEventRow {
             cache_read_input_tokens: e.cache_read_input_tokens,
             cache_write_input_tokens: e.cache_write_input_tokens,
             reasoning_output_tokens: e.reasoning_output_tokens,
+            session_id: e.session_id,
         }
     }
 }

@@ -28,6 +28,7 @@ fn latency_for(tenant: &str, id: u32, at: i64, rt: f64, success: bool) -> Event 
         error_type: (!success).then(|| "timeout".into()),
         input_tokens: Some(10),
         output_tokens: None,
+        session_id: None,
     })
 }
 
@@ -50,6 +51,7 @@ fn usage(at: i64, cost: i64) -> Event {
         cache_read_input_tokens: None,
         cache_write_input_tokens: None,
         reasoning_output_tokens: None,
+        session_id: None,
     })
 }
 

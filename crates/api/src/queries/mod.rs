@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use centile_sink::rollup::Tier;
+use centile_sink::{prices::Prices, rollup::Tier};
 use clickhouse::{Client, Row};
 use serde::Deserialize;
 use serde_json::Value;
@@ -68,6 +68,8 @@ pub struct Queries {
     client: Client,
     database: String,
     catalog: Catalog,
+    /// The price book the models' prices come from (the sink's).
+    prices: Prices,
     /// Recent data tokens and watermarks, shared by concurrent requests
     /// (see [`Queries::with_token_ttl`]).
     memo: Arc<Mutex<HashMap<String, (Instant, String)>>>,
@@ -90,9 +92,26 @@ impl Queries {
             client,
             database: database.to_owned(),
             catalog,
+            prices: Prices::fixed(&Default::default()),
             memo: Arc::default(),
             token_ttl: Duration::ZERO,
         }
+    }
+
+    /// Lists the models' prices from `prices` (none: every model's
+    /// `prices` is empty).
+    pub fn with_prices(mut self, prices: Prices) -> Self {
+        self.prices = prices;
+        self
+    }
+
+    /// The price book, read again if its file changed (a broken change is
+    /// logged and the last good book kept, as in the sink).
+    pub(crate) fn price_book(&self) -> Arc<centile_events::PriceBook> {
+        if let Err(e) = self.prices.refresh() {
+            tracing::warn!(error = %e, "price book change refused; the last good book stays");
+        }
+        self.prices.book()
     }
 
     /// Reuses a data token (and the watermark) computed less than `ttl`
@@ -178,6 +197,11 @@ impl Queries {
                 })
                 .await?;
             parts.push(part);
+        }
+        if let Request::Models(_) = request {
+            // Prices come from the book (the day they are in effect on is
+            // part of the request).
+            parts.push(format!("book:{}", self.price_book().digest()));
         }
         if let Some(until) = final_until {
             // Past `until`, a later watermark changes no `is_final` flag.

@@ -26,12 +26,30 @@ pub struct ModelsRequest {
     pub what: ModelsWhat,
     /// Models seen in this tenant's events only (a tenant key).
     pub tenant_id: Option<String>,
+    /// The start of the UTC day asked on (Unix seconds): prices are those
+    /// in effect that day (versions begin at 00:00 UTC).
+    pub day: i64,
 }
 
 pub const SEARCH_PARAMETERS: &[&str] = &["q", "status", "provider", "limit"];
 
 impl ModelsRequest {
-    pub fn search(p: &Params, tenant_id: Option<String>) -> Result<Self, ApiError> {
+    pub fn all(tenant_id: Option<String>, now: i64) -> Self {
+        Self {
+            what: ModelsWhat::All,
+            tenant_id,
+            day: Tier::Day.bucket_of(now),
+        }
+    }
+
+    pub fn one(id: String, tenant_id: Option<String>, now: i64) -> Self {
+        Self {
+            what: ModelsWhat::One(id),
+            ..Self::all(tenant_id, now)
+        }
+    }
+
+    pub fn search(p: &Params, tenant_id: Option<String>, now: i64) -> Result<Self, ApiError> {
         let status = p
             .choice("status", &catalog::Status::NAMES)?
             .and_then(catalog::Status::parse);
@@ -42,7 +60,7 @@ impl ModelsRequest {
                 provider: p.text("provider")?,
                 limit: p.number("limit", 1, 100)?.unwrap_or(20) as usize,
             }),
-            tenant_id,
+            ..Self::all(tenant_id, now)
         })
     }
 
@@ -116,7 +134,7 @@ GROUP BY model_id, provider",
 }
 
 pub async fn answer(q: &Queries, r: &ModelsRequest) -> Result<Value, ApiError> {
-    let models = q.catalog.models(&seen(q, r).await?);
+    let models = q.catalog.models(&seen(q, r).await?, &q.price_book(), r.day);
     match &r.what {
         ModelsWhat::All => Ok(json!({ "models": models })),
         ModelsWhat::Search(s) => Ok(json!({ "models": catalog::search(models, s) })),

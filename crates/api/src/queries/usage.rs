@@ -87,13 +87,68 @@ impl UsageRequest {
             &[("model_id", &self.model_id), ("tenant_id", &self.tenant_id)],
         )
     }
+
+    /// The stored usage per tenant and feature when the answer is by
+    /// feature over whole days of every model; the full rows otherwise.
+    fn rollup(&self) -> Rollup {
+        let by_feature = self.group_by == GroupBy::Feature
+            && self.model_id.is_none()
+            && self.tier() == Tier::Day;
+        Rollup {
+            kind: Kind::Usage,
+            grouping: if by_feature {
+                Grouping::Feature
+            } else {
+                Grouping::Full
+            },
+        }
+    }
 }
 
 pub fn stats_sources(_q: &Queries, r: &UsageRequest) -> Vec<Source> {
     vec![Source {
-        table: Rollup::full(Kind::Usage).table(r.tier()),
+        table: r.rollup().table(r.tier()),
         filter: r.filter(),
     }]
+}
+
+/// The cost columns of a usage answer's grouped rows: what the events
+/// reported and what the price book computed for the rest, in
+/// nano-dollars, over `v_` columns of the latest rows.
+const COSTS_SQL: &str =
+    "toInt64(sum(v_cost_usd_nanos_sum)) AS o_reported, toInt64(sum(v_computed_cost_usd_nanos_sum)) AS o_computed";
+
+/// Reported and computed cost, in nano-dollars.
+#[derive(Debug, Default, Clone, Copy)]
+struct Cost {
+    reported: i64,
+    computed: i64,
+}
+
+impl Cost {
+    fn add(&mut self, other: Cost) {
+        self.reported += other.reported;
+        self.computed += other.computed;
+    }
+
+    /// The answer's fields: `<total>` (reported plus computed), and
+    /// `reported_cost_usd` and `computed_cost_usd` apart.
+    fn fields(self, total: &str) -> [(String, Value); 3] {
+        let usd = |nanos: i64| number(nanos as f64 / NANOS);
+        [
+            (total.to_owned(), usd(self.reported + self.computed)),
+            ("reported_cost_usd".into(), usd(self.reported)),
+            ("computed_cost_usd".into(), usd(self.computed)),
+        ]
+    }
+}
+
+/// `object` with the cost fields added.
+fn with_cost(mut object: Value, cost: Cost, total: &str) -> Value {
+    if let Value::Object(map) = &mut object {
+        map.extend(cost.fields(total));
+    }
+    object
 }
 
 #[derive(Debug, Row, Deserialize)]
@@ -101,7 +156,17 @@ struct Group {
     key: String,
     sub: String,
     requests: u64,
-    cost_nanos: i64,
+    reported: i64,
+    computed: i64,
+}
+
+impl Group {
+    fn cost(&self) -> Cost {
+        Cost {
+            reported: self.reported,
+            computed: self.computed,
+        }
+    }
 }
 
 pub async fn stats(q: &Queries, r: &UsageRequest) -> Result<Value, ApiError> {
@@ -110,50 +175,48 @@ pub async fn stats(q: &Queries, r: &UsageRequest) -> Result<Value, ApiError> {
         GroupBy::Day => ("toString(toUInt32(toStartOfDay(window_start)))", "''"),
         GroupBy::Feature => ("feature", "''"),
     };
-    let latest = latest_rows(
-        q.database(),
-        Rollup::full(Kind::Usage),
-        r.tier(),
-        &r.filter(),
-    );
+    let latest = latest_rows(q.database(), r.rollup(), r.tier(), &r.filter());
     let sql = format!(
-        "SELECT toString({key}) AS o_key, toString({sub}) AS o_sub, toUInt64(sum(v_requests)), toInt64(sum(v_cost_usd_nanos_sum))
+        "SELECT toString({key}) AS o_key, toString({sub}) AS o_sub, toUInt64(sum(v_requests)), {COSTS_SQL}
 FROM ({latest})
 GROUP BY o_key, o_sub"
     );
     let groups: Vec<Group> = q.fetch(&sql).await?;
     let rows: Vec<Value> = match r.group_by {
         GroupBy::Model => {
-            let mut models: BTreeMap<&str, (u64, BTreeMap<&str, u64>, i64)> = BTreeMap::new();
+            let mut models: BTreeMap<&str, (u64, BTreeMap<&str, u64>, Cost)> = BTreeMap::new();
             for g in &groups {
                 let m = models.entry(&g.key).or_default();
                 m.0 += g.requests;
                 *m.1.entry(&g.sub).or_default() += g.requests;
-                m.2 += g.cost_nanos;
+                m.2.add(g.cost());
             }
             let mut models: Vec<_> = models.into_iter().collect();
             models.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(b.0)));
             models
                 .into_iter()
                 .map(|(model, (total, features, cost))| {
-                    json!({
-                        "model_id": model,
-                        "total": total,
-                        "by_feature": features,
-                        "total_cost_usd": number(cost as f64 / NANOS),
-                    })
+                    with_cost(
+                        json!({"model_id": model, "total": total, "by_feature": features}),
+                        cost,
+                        "total_cost_usd",
+                    )
                 })
                 .collect()
         }
         GroupBy::Day => {
-            let mut days: Vec<(i64, u64, i64)> = groups
+            let mut days: Vec<(i64, &Group)> = groups
                 .iter()
-                .map(|g| (g.key.parse().unwrap_or(0), g.requests, g.cost_nanos))
+                .map(|g| (g.key.parse().unwrap_or(0), g))
                 .collect();
-            days.sort();
+            days.sort_by_key(|(day, _)| *day);
             days.into_iter()
-                .map(|(day, count, cost)| {
-                    json!({"date": format_date(day), "count": count, "cost_usd": number(cost as f64 / NANOS)})
+                .map(|(day, g)| {
+                    with_cost(
+                        json!({"date": format_date(day), "count": g.requests}),
+                        g.cost(),
+                        "cost_usd",
+                    )
                 })
                 .collect()
         }
@@ -162,7 +225,13 @@ GROUP BY o_key, o_sub"
             features.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.key.cmp(&b.key)));
             features
                 .into_iter()
-                .map(|g| json!({"feature": g.key, "count": g.requests}))
+                .map(|g| {
+                    with_cost(
+                        json!({"feature": g.key, "count": g.requests}),
+                        g.cost(),
+                        "cost_usd",
+                    )
+                })
                 .collect()
         }
     };
@@ -233,7 +302,8 @@ struct ModelUsage {
     model_id: String,
     provider: String,
     requests: u64,
-    cost_nanos: i64,
+    reported: i64,
+    computed: i64,
     input_tokens: i64,
     output_tokens: i64,
 }
@@ -258,7 +328,7 @@ pub async fn top_models(q: &Queries, r: &TopModelsRequest) -> Result<Value, ApiE
     );
     let usage: Vec<ModelUsage> = q
         .fetch(&format!(
-            "SELECT model_id, provider, toUInt64(sum(v_requests)), toInt64(sum(v_cost_usd_nanos_sum)),
+            "SELECT model_id, provider, toUInt64(sum(v_requests)), {COSTS_SQL},
     toInt64(sum(v_input_tokens_sum)), toInt64(sum(v_output_tokens_sum))
 FROM ({usage_rows})
 GROUP BY model_id, provider"
@@ -313,19 +383,25 @@ FROM
         .take(r.limit as usize)
         .map(|((model, provider), t)| {
             let lat = |f: fn(&ModelLatency) -> f64| t.latency.map_or(Value::Null, |l| number(f(l)));
-            json!({
-                "model_id": model,
-                "provider": provider,
-                "requests": requests(&t),
-                "calls": calls(&t),
-                "error_rate": t.latency.map_or(Value::Null, |l| number(l.errors as f64 / l.calls.max(1) as f64)),
-                "cost_usd": number(t.usage.map_or(0, |u| u.cost_nanos) as f64 / NANOS),
-                "input_tokens": t.usage.map_or(0, |u| u.input_tokens),
-                "output_tokens": t.usage.map_or(0, |u| u.output_tokens),
-                "p50_response_time": lat(|l| l.p50),
-                "p95_response_time": lat(|l| l.p95),
-                "p99_response_time": lat(|l| l.p99),
-            })
+            with_cost(
+                json!({
+                    "model_id": model,
+                    "provider": provider,
+                    "requests": requests(&t),
+                    "calls": calls(&t),
+                    "error_rate": t.latency.map_or(Value::Null, |l| number(l.errors as f64 / l.calls.max(1) as f64)),
+                    "input_tokens": t.usage.map_or(0, |u| u.input_tokens),
+                    "output_tokens": t.usage.map_or(0, |u| u.output_tokens),
+                    "p50_response_time": lat(|l| l.p50),
+                    "p95_response_time": lat(|l| l.p95),
+                    "p99_response_time": lat(|l| l.p99),
+                }),
+                t.usage.map_or(Cost::default(), |u| Cost {
+                    reported: u.reported,
+                    computed: u.computed,
+                }),
+                "cost_usd",
+            )
         })
         .collect();
     Ok(json!({

@@ -34,6 +34,7 @@ pub fn assert_readme_example(bytes: &[u8], event_id: &str, before: i64, after: i
             error_type: None,
             input_tokens: Some(120),
             output_tokens: Some(48),
+            session_id: None,
         }
     );
 }

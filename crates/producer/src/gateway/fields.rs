@@ -50,6 +50,7 @@ impl EventKind {
                 ("error_type", Text),
                 ("input_tokens", Integer),
                 ("output_tokens", Integer),
+                ("session_id", Text),
             ],
             Self::Usage => &[
                 ("event_id", Text),
@@ -65,6 +66,7 @@ impl EventKind {
                 ("cache_read_input_tokens", Integer),
                 ("cache_write_input_tokens", Integer),
                 ("reasoning_output_tokens", Integer),
+                ("session_id", Text),
             ],
         }
     }
@@ -423,6 +425,7 @@ impl Reader<'_> {
             error_type: self.optional_string("error_type"),
             input_tokens: self.optional_integer("input_tokens"),
             output_tokens: self.optional_integer("output_tokens"),
+            session_id: self.optional_string("session_id"),
         }
     }
 
@@ -442,6 +445,7 @@ impl Reader<'_> {
             cache_read_input_tokens: self.optional_integer("cache_read_input_tokens"),
             cache_write_input_tokens: self.optional_integer("cache_write_input_tokens"),
             reasoning_output_tokens: self.optional_integer("reasoning_output_tokens"),
+            session_id: self.optional_string("session_id"),
         }
     }
 

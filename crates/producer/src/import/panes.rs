@@ -115,6 +115,7 @@ mod tests {
                     error_type: None,
                     input_tokens: Some(i as i64 % 100),
                     output_tokens: None,
+                    session_id: None,
                 })
             })
             .collect()

@@ -119,7 +119,14 @@ pub fn latest_rows(database: &str, r: Rollup, tier: Tier, filter: &str) -> Strin
 }
 
 fn latest_rows_as_of(database: &str, r: Rollup, tier: Tier, filter: &str, as_of: u32) -> String {
-    let values: Vec<String> = value_columns(r, as_of)
+    latest_columns(database, r, tier, filter, &value_columns(r, as_of))
+}
+
+/// [`latest_rows`] with only `columns` (stored value columns): a view that
+/// reads a few of many columns stays cheap on servers that do not prune
+/// unused aggregates from a subquery.
+fn latest_columns(database: &str, r: Rollup, tier: Tier, filter: &str, columns: &[&str]) -> String {
+    let values: Vec<String> = columns
         .iter()
         .map(|c| format!("argMax({c}, revision) AS v_{c}"))
         .collect();
@@ -406,8 +413,31 @@ pub fn create_top_models_view(database: &str, as_of: u32) -> String {
         kind: Kind::Latency,
         grouping: Grouping::Model,
     };
-    let lat = latest_rows_as_of(database, by_model, Tier::Day, "", as_of);
-    let usg = latest_rows_as_of(database, Rollup::full(Kind::Usage), Tier::Day, "", as_of);
+    // Since migration 9, only the columns it shows (18.16 computes every
+    // aggregate of a joined subquery).
+    let (lat, usg) = if as_of >= 9 {
+        (
+            latest_columns(
+                database,
+                by_model,
+                Tier::Day,
+                "",
+                &["calls", "errors", "p50", "p95", "p99"],
+            ),
+            latest_columns(
+                database,
+                Rollup::full(Kind::Usage),
+                Tier::Day,
+                "",
+                &["requests", "cost_usd_nanos_sum", COMPUTED_COST],
+            ),
+        )
+    } else {
+        (
+            latest_rows_as_of(database, by_model, Tier::Day, "", as_of),
+            latest_rows_as_of(database, Rollup::full(Kind::Usage), Tier::Day, "", as_of),
+        )
+    };
     // Since migration 8 the cost includes the price book's.
     let cost = if as_of >= 8 {
         format!("v_cost_usd_nanos_sum + v_{COMPUTED_COST}")

@@ -16,13 +16,14 @@ use centile_api::{
     output::{render, Format},
     params::Params,
     queries::{
-        ModelsRequest, ModelsWhat, Queries, RealtimeRequest, Request, TopModelsRequest,
-        TrendsRequest, UsageRequest, WindowsRequest,
+        ModelsRequest, Queries, RealtimeRequest, Request, TopModelsRequest, TrendsRequest,
+        UsageRequest, WindowsRequest,
     },
     server::now,
     ApiError,
 };
 use centile_runtime::Config;
+use centile_sink::prices::Prices;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -223,15 +224,9 @@ impl Question {
             Question::TopModels { .. } => {
                 Request::TopModels(TopModelsRequest::parse(p, tenant()?, now())?)
             }
-            Question::Models => Request::Models(ModelsRequest {
-                what: ModelsWhat::All,
-                tenant_id: None,
-            }),
-            Question::Model { id } => Request::Models(ModelsRequest {
-                what: ModelsWhat::One(id.clone()),
-                tenant_id: None,
-            }),
-            Question::Search { .. } => Request::Models(ModelsRequest::search(p, None)?),
+            Question::Models => Request::Models(ModelsRequest::all(None, now())),
+            Question::Model { id } => Request::Models(ModelsRequest::one(id.clone(), None, now())),
+            Question::Search { .. } => Request::Models(ModelsRequest::search(p, None, now())?),
             Question::Realtime { .. } => {
                 Request::Realtime(RealtimeRequest::parse(p, tenant()?, now())?)
             }
@@ -290,8 +285,10 @@ async fn ask(args: &QueryArgs, config: Option<PathBuf>) -> Result<serde_json::Va
         None => {
             let config = Config::load(config.as_deref())?;
             let catalog = Catalog::load(config.api.catalog_file.as_deref())?;
+            let prices = Prices::load(config.pricing.book.as_deref())?;
             let client = centile_sink::client::database_client(&config.clickhouse);
-            let queries = Queries::new(client, &config.clickhouse.database, catalog);
+            let queries =
+                Queries::new(client, &config.clickhouse.database, catalog).with_prices(prices);
             queries.answer(&args.question.request(&params)?).await
         }
     }

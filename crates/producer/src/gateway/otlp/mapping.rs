@@ -177,6 +177,12 @@ impl SpanRules<'_> {
         if let Some((_, n)) = &output {
             latency.insert("output_tokens".into(), (*n).into());
         }
+        let session = attributes
+            .first_text(&settings.otlp_session_attributes)
+            .map(|(_, s)| s);
+        if let Some(session) = &session {
+            latency.insert("session_id".into(), session.clone().into());
+        }
 
         let usage = if input.is_some() || output.is_some() {
             // No reported cost: the price book prices the tokens.
@@ -195,6 +201,9 @@ impl SpanRules<'_> {
             usage.insert("occurred_at".into(), occurred_at.into());
             if let Some((_, user)) = attributes.first_text(&settings.otlp_user_attributes) {
                 usage.insert("user_id".into(), user.into());
+            }
+            if let Some(session) = session {
+                usage.insert("session_id".into(), session.into());
             }
             usage.insert("model_id".into(), model.into());
             usage.insert("provider".into(), provider.into());
@@ -301,6 +310,7 @@ mod tests {
             kv("gen_ai.request.temperature", V::DoubleValue(0.2)),
             kv("gen_ai.request.stream", V::BoolValue(true)),
             text("user.id", "u-7"),
+            text("session.id", "conv-9"),
         ]);
         let resource = [text("service.name", "checkout")];
         let SpanOutcome::Mapped(mapped) = map(&span, &resource) else {
@@ -319,12 +329,14 @@ mod tests {
                 "response_time_ms": 250.5,
                 "success": true,
                 "input_tokens": 1200,
-                "output_tokens": 80
+                "output_tokens": 80,
+                "session_id": "conv-9"
             })
         );
         let usage = Value::Object(mapped.usage.expect("usage"));
         assert_eq!(usage["feature"], "checkout", "from the resource");
         assert_eq!(usage["user_id"], "u-7");
+        assert_eq!(usage["session_id"], "conv-9");
         assert_eq!(usage["input_tokens"], 1200);
         assert!(
             usage.get("cost_usd_nanos").is_none(),
