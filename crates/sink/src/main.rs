@@ -13,7 +13,7 @@ use centile_sink::{
     migrate::{migrate, MIGRATIONS},
     prices::Prices,
     retention,
-    rollup::{compact_statements, Compactor, Dirty},
+    rollup::{compact_statements, pricing::for_other_clients, Compactor, Dirty},
     runner,
 };
 use clap::{Parser, Subcommand};
@@ -146,7 +146,7 @@ async fn main() -> anyhow::Result<()> {
                 usage: usage_minutes.into_iter().collect(),
             };
             for statement in compact_statements(&database, &dirty, &prices.sql()) {
-                println!("{statement};\n");
+                println!("{};\n", for_other_clients(&statement));
             }
             Ok(())
         }

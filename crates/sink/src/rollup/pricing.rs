@@ -31,6 +31,13 @@ pub fn literal(value: &str) -> String {
     )
 }
 
+/// SQL made for the ClickHouse client as plain SQL for any other client
+/// (`centile-sink compact-sql` prints it): the only `??` in generated SQL
+/// are [`literal`]'s doubled `?`, which other clients would keep doubled.
+pub fn for_other_clients(sql: &str) -> String {
+    sql.replace("??", "?")
+}
+
 /// The book's versions as SQL fragments.
 #[derive(Debug, Clone, Default)]
 pub struct PriceSql {
@@ -128,6 +135,13 @@ impl PriceSql {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printed_sql_keeps_a_question_mark_single() {
+        let sql = format!("SELECT {}", literal("what? it's"));
+        assert_eq!(sql, "SELECT 'what?? it\\'s'");
+        assert_eq!(for_other_clients(&sql), "SELECT 'what? it\\'s'");
+    }
 
     #[test]
     fn an_empty_book_prices_nothing() {
