@@ -401,3 +401,143 @@ async fn usage_without_cost_is_priced_by_the_book_and_repriced_exactly() {
         .contains("field `provider`: missing required field"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A version that begins inside a week: `reprice` restates the days the new
+/// version covers, recomputes the week (and the usage by feature) as the sum
+/// of its days, writes nothing on a dry run, and restates nothing when run
+/// again. Panes go straight into ClickHouse and through the real compaction.
+#[tokio::test]
+async fn a_week_a_new_price_begins_inside_is_repriced_from_its_days_once() {
+    use centile_events::PriceBook;
+    use centile_sink::{
+        migrate::migrate,
+        prices::Prices,
+        rollup::{
+            pricing::PriceSql,
+            reprice::{reprice, Request},
+            Compactor, Dirty, Tier,
+        },
+    };
+
+    let env = TestEnv::new("reprice_week");
+    migrate(&env.config).await.expect("migrate");
+    let db = env.config.clickhouse.database.clone();
+    let client = env.clickhouse();
+    // The Monday two weeks back; one unpriced request on Tuesday and one
+    // on Friday, 1,000 input and 100 output tokens each.
+    let week = Tier::Week.bucket_of(now_ms() / 1_000) - 14 * 86_400;
+    let (tuesday, friday) = (week + 86_400 + 36_000, week + 4 * 86_400 + 36_000);
+    let panes: Vec<String> = [("p-tue", tuesday), ("p-fri", friday)]
+        .iter()
+        .map(|(id, at)| {
+            format!(
+                "('{id}', 1, 'minute', {at}, {end}, 't1', 'm', 'prov', 'chat', 0, 1, 1000, 100, 0, \
+                 1, 1000, 100, now())",
+                end = at + 60
+            )
+        })
+        .collect();
+    client
+        .query(&format!(
+            "INSERT INTO {db}.usage_panes (pane_id, version, granularity, window_start, window_end, \
+             tenant_id, model_id, provider, feature, source_partition, requests, input_tokens_sum, \
+             output_tokens_sum, cost_usd_nanos_sum, unpriced_requests, unpriced_input_tokens_sum, \
+             unpriced_output_tokens_sum, emitted_at) VALUES {}",
+            panes.join(", ")
+        ))
+        .execute()
+        .await
+        .expect("panes");
+    // As first entered: $1 and $2 per million tokens, 1,000 and 2,000
+    // nano-dollars a token: 1,000 × 1,000 + 100 × 2,000 = 1,200,000 a day.
+    let first = "[[prices]]\nmodel = \"m\"\nprovider = \"prov\"\neffective_from = 2020-01-01\ninput = \"1\"\noutput = \"2\"\n";
+    let book = PriceBook::parse(first).unwrap();
+    Compactor::new(client.clone(), db.as_str(), Prices::fixed(&book))
+        .compact(&Dirty {
+            latency: Default::default(),
+            usage: [tuesday / 60 * 60, friday / 60 * 60].into_iter().collect(),
+        })
+        .await
+        .expect("compaction");
+    let cost = |view: &'static str| {
+        let env = &env;
+        async move {
+            env.query_u64(&format!(
+                "SELECT toUInt64(sum(computed_cost_usd) * 1000000000) FROM {view}"
+            ))
+            .await
+            .expect(view)
+        }
+    };
+    assert_eq!(cost("usage_weekly").await, 2_400_000);
+
+    // Doubled from Thursday: Friday costs 2,400,000; the week is the sum of
+    // its days, 3,600,000.
+    let thursday = format_date(week + 3 * 86_400);
+    let corrected = PriceBook::parse(&format!(
+        "{first}[[prices]]\nmodel = \"m\"\nprovider = \"prov\"\neffective_from = {thursday}\ninput = \"2\"\noutput = \"4\"\n"
+    ))
+    .unwrap();
+    let sql = PriceSql::new(&corrected);
+    let request = |dry_run| Request {
+        start: week,
+        end: week + 7 * 86_400,
+        model_id: None,
+        requested_by: "test".into(),
+        dry_run,
+    };
+    let restated = |outcome: &centile_sink::rollup::reprice::Outcome| -> Vec<(Tier, u64)> {
+        outcome.tiers.iter().map(|t| (t.tier, t.restated)).collect()
+    };
+    let dry = reprice(&client, &db, &sql, "corrected", &request(true))
+        .await
+        .expect("dry run");
+    assert_eq!(
+        restated(&dry),
+        [
+            (Tier::Minute, 1),
+            (Tier::Hour, 1),
+            (Tier::Day, 1),
+            (Tier::Week, 1)
+        ],
+        "Friday's minute, hour and day, and the week"
+    );
+    assert_eq!(
+        cost("usage_weekly").await,
+        2_400_000,
+        "a dry run writes nothing"
+    );
+
+    let run = reprice(&client, &db, &sql, "corrected", &request(false))
+        .await
+        .expect("reprice");
+    assert_eq!(restated(&run), restated(&dry));
+    let week_outcome = run.tiers.iter().find(|t| t.tier == Tier::Week).unwrap();
+    assert_eq!(
+        (week_outcome.old_nanos, week_outcome.new_nanos),
+        (2_400_000, 3_600_000)
+    );
+    assert_eq!(cost("usage_daily").await, 3_600_000);
+    assert_eq!(cost("usage_weekly").await, 3_600_000);
+    assert_eq!(cost("usage_by_feature_daily").await, 3_600_000);
+    assert_eq!(cost("usage_by_feature_weekly").await, 3_600_000);
+
+    let again = reprice(&client, &db, &sql, "corrected", &request(false))
+        .await
+        .expect("second run");
+    assert!(
+        again.tiers.iter().all(|t| t.restated == 0),
+        "a second run restates nothing: {:?}",
+        again.tiers
+    );
+    assert_eq!(cost("usage_by_feature_weekly").await, 3_600_000);
+}
+
+/// `YYYY-MM-DD` of a Unix time (UTC).
+fn format_date(secs: i64) -> String {
+    let out = Command::new("date")
+        .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%d"])
+        .output()
+        .expect("date runs");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}

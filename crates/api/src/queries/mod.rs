@@ -198,10 +198,11 @@ impl Queries {
                 .await?;
             parts.push(part);
         }
-        if let Request::Models(_) = request {
-            // Prices come from the book (the day they are in effect on is
-            // part of the request).
-            parts.push(format!("book:{}", self.price_book().digest()));
+        if let Request::Models(r) = request {
+            // Prices come from the book, as in effect on the request's UTC
+            // day: a new day may bring a new version, and the token is the
+            // ETag a client revalidates with.
+            parts.push(format!("book:{}:{}", self.price_book().digest(), r.day));
         }
         if let Some(until) = final_until {
             // Past `until`, a later watermark changes no `is_final` flag.

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use centile_sink::rollup::{
     sql::{latest_rows, quantile_sql},
+    tiers::COMPUTED_COST,
     Grouping, Kind, Rollup, Tier,
 };
 use clickhouse::Row;
@@ -115,8 +116,9 @@ pub fn stats_sources(_q: &Queries, r: &UsageRequest) -> Vec<Source> {
 /// The cost columns of a usage answer's grouped rows: what the events
 /// reported and what the price book computed for the rest, in
 /// nano-dollars, over `v_` columns of the latest rows.
-const COSTS_SQL: &str =
-    "toInt64(sum(v_cost_usd_nanos_sum)) AS o_reported, toInt64(sum(v_computed_cost_usd_nanos_sum)) AS o_computed";
+fn costs_sql() -> String {
+    format!("toInt64(sum(v_cost_usd_nanos_sum)) AS o_reported, toInt64(sum(v_{COMPUTED_COST})) AS o_computed")
+}
 
 /// Reported and computed cost, in nano-dollars.
 #[derive(Debug, Default, Clone, Copy)]
@@ -177,9 +179,10 @@ pub async fn stats(q: &Queries, r: &UsageRequest) -> Result<Value, ApiError> {
     };
     let latest = latest_rows(q.database(), r.rollup(), r.tier(), &r.filter());
     let sql = format!(
-        "SELECT toString({key}) AS o_key, toString({sub}) AS o_sub, toUInt64(sum(v_requests)), {COSTS_SQL}
+        "SELECT toString({key}) AS o_key, toString({sub}) AS o_sub, toUInt64(sum(v_requests)), {costs}
 FROM ({latest})
-GROUP BY o_key, o_sub"
+GROUP BY o_key, o_sub",
+        costs = costs_sql()
     );
     let groups: Vec<Group> = q.fetch(&sql).await?;
     let rows: Vec<Value> = match r.group_by {
@@ -328,10 +331,11 @@ pub async fn top_models(q: &Queries, r: &TopModelsRequest) -> Result<Value, ApiE
     );
     let usage: Vec<ModelUsage> = q
         .fetch(&format!(
-            "SELECT model_id, provider, toUInt64(sum(v_requests)), {COSTS_SQL},
+            "SELECT model_id, provider, toUInt64(sum(v_requests)), {costs},
     toInt64(sum(v_input_tokens_sum)), toInt64(sum(v_output_tokens_sum))
 FROM ({usage_rows})
-GROUP BY model_id, provider"
+GROUP BY model_id, provider",
+            costs = costs_sql()
         ))
         .await?;
     let latency_rows = latest_rows(q.database(), r.latency(), Tier::Day, &r.filter());

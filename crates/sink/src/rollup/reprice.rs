@@ -106,9 +106,7 @@ fn range_filter(tier: Tier, request: &Request) -> String {
         request.start - tier.seconds(),
         request.end
     );
-    if let Some(model) = &request.model_id {
-        filter.push_str(&format!(" AND model_id = {}", literal(model)));
-    }
+    filter.push_str(&model_clause(request));
     filter
 }
 
@@ -117,6 +115,17 @@ struct Totals {
     rows: u64,
     old: i64,
     new: i64,
+    /// The bucket starts of the rows, read in the same pass.
+    buckets: Vec<u32>,
+}
+
+/// `AND model_id = …` when the request names a model.
+fn model_clause(request: &Request) -> String {
+    request
+        .model_id
+        .as_ref()
+        .map(|m| format!(" AND model_id = {}", literal(m)))
+        .unwrap_or_default()
 }
 
 /// A week a version begins inside, and how many day rows it still has.
@@ -128,7 +137,7 @@ struct StraddlingWeek {
 
 /// Week starts in range that a version begins inside and that hold
 /// unpriced requests, each with its stored day rows (none: expired).
-fn straddling_weeks(database: &str, filter: &str, prices: &PriceSql) -> String {
+fn straddling_weeks(database: &str, filter: &str, prices: &PriceSql, request: &Request) -> String {
     let week = Tier::Week.bucket_sql("window_start");
     format!(
         "SELECT week, toUInt64(ifNull(days, 0)) AS days
@@ -146,6 +155,7 @@ ANY LEFT JOIN
 (
     SELECT toUInt32({week}) AS week, count() AS days
     FROM {database}.{days}
+    WHERE window_start >= toDateTime({from}, 'UTC') AND window_start < toDateTime({to}, 'UTC')
     GROUP BY week
 ) AS stored
 USING (week)
@@ -154,6 +164,64 @@ ORDER BY week",
         index_end = prices.index("(window_start + 518400)"),
         latest = latest_rows(database, Rollup::full(Kind::Usage), Tier::Week, filter),
         days = Rollup::full(Kind::Usage).table(Tier::Day),
+        from = request.start - Tier::Week.seconds(),
+        to = request.end + Tier::Week.seconds(),
+    )
+}
+
+/// A straddling week's rows that differ from the sum of their days as the
+/// book prices them now (computed cost or price versions): how many, and
+/// their computed cost before and after a recomputation from the days.
+#[derive(Debug, Row, Deserialize)]
+struct StaleWeek {
+    rows: u64,
+    old: i64,
+    new: i64,
+}
+
+fn stale_week_rows(database: &str, week: i64, request: &Request, prices: &PriceSql) -> String {
+    let usage = Rollup::full(Kind::Usage);
+    let model = model_clause(request);
+    let week_rows = latest_rows(
+        database,
+        usage,
+        Tier::Week,
+        &format!("window_start = toDateTime({week}, 'UTC'){model}"),
+    );
+    let day_rows = latest_rows(
+        database,
+        usage,
+        Tier::Day,
+        &format!(
+            "window_start >= toDateTime({week}, 'UTC') AND window_start < toDateTime({}, 'UTC'){model}",
+            week + Tier::Week.seconds()
+        ),
+    );
+    // Each day priced as a reprice leaves it (so a dry run sees what the
+    // run would write).
+    let (day_cost, day_versions) = priced_columns(prices, "v_", "p_index");
+    format!(
+        "SELECT toUInt64(count()) AS rows, toInt64(sum(w_cost)) AS old, toInt64(sum(d_cost)) AS new
+FROM
+(
+    SELECT tenant_id, model_id, provider, feature, v_{COMPUTED_COST} AS w_cost,
+        arraySort(v_{PRICE_VERSIONS}) AS w_versions
+    FROM ({week_rows})
+) AS w
+ANY LEFT JOIN
+(
+    SELECT tenant_id, model_id, provider, feature, toInt64(sum(d_row_cost)) AS d_cost,
+        arraySort(groupUniqArrayArray(d_row_versions)) AS d_versions
+    FROM
+    (
+        SELECT *, {day_cost} AS d_row_cost, {day_versions} AS d_row_versions
+        FROM (SELECT *, {index} AS p_index FROM ({day_rows}))
+    )
+    GROUP BY tenant_id, model_id, provider, feature
+) AS d
+USING (tenant_id, model_id, provider, feature)
+WHERE w_cost != d_cost OR w_versions != d_versions",
+        index = prices.index("window_start"),
     )
 }
 
@@ -193,7 +261,8 @@ pub async fn reprice(
         let rows = restated_rows(database, tier, &filter, prices);
         let totals: Totals = client
             .query(&format!(
-                "SELECT count() AS rows, toInt64(sum(r_old)) AS old, toInt64(sum(r_new)) AS new FROM ({rows})"
+                "SELECT count() AS rows, toInt64(sum(r_old)) AS old, toInt64(sum(r_new)) AS new, \
+                 groupUniqArray(toUInt32(window_start)) AS buckets FROM ({rows})"
             ))
             .fetch_one()
             .await?;
@@ -204,17 +273,11 @@ pub async fn reprice(
             old_nanos: totals.old,
             new_nanos: totals.new,
         };
-        // The buckets whose rows change, read before they do: the rollups
-        // grouped across models are recomputed from them afterwards.
+        // The buckets whose rows change: the rollups grouped across models
+        // are recomputed from them afterwards.
         let mut changed: BTreeSet<i64> = BTreeSet::new();
-        if !request.dry_run && totals.rows > 0 && !grouped_above(tier).is_empty() {
-            let starts: Vec<u32> = client
-                .query(&format!(
-                    "SELECT DISTINCT toUInt32(window_start) FROM ({rows})"
-                ))
-                .fetch_all()
-                .await?;
-            changed.extend(starts.into_iter().map(i64::from));
+        if !request.dry_run {
+            changed.extend(totals.buckets.iter().copied().map(i64::from));
         }
         if !request.dry_run && totals.rows > 0 {
             let mut columns: Vec<&str> = key(Rollup::full(Kind::Usage));
@@ -231,7 +294,7 @@ pub async fn reprice(
         }
         if tier == Tier::Week {
             let weeks: Vec<StraddlingWeek> = client
-                .query(&straddling_weeks(database, &filter, prices))
+                .query(&straddling_weeks(database, &filter, prices, request))
                 .fetch_all()
                 .await?;
             for StraddlingWeek { week, days } in weeks {
@@ -240,15 +303,15 @@ pub async fn reprice(
                     outcome.skipped += 1;
                     continue;
                 }
-                let week_filter = format!(
-                    "window_start = toDateTime({week}, 'UTC'){}",
-                    request
-                        .model_id
-                        .as_ref()
-                        .map(|m| format!(" AND model_id = {}", literal(m)))
-                        .unwrap_or_default()
-                );
-                let before = week_total(client, database, &week_filter).await?;
+                // Already the sum of its days as priced now (a second
+                // run): nothing to do.
+                let stale: StaleWeek = client
+                    .query(&stale_week_rows(database, week, request, prices))
+                    .fetch_one()
+                    .await?;
+                if stale.rows == 0 {
+                    continue;
+                }
                 if !request.dry_run {
                     let statement = compact(
                         database,
@@ -259,10 +322,9 @@ pub async fn reprice(
                     );
                     client.query(&statement).execute().await?;
                 }
-                let after = week_total(client, database, &week_filter).await?;
-                outcome.restated += before.rows;
-                outcome.old_nanos += before.nanos;
-                outcome.new_nanos += after.nanos;
+                outcome.restated += stale.rows;
+                outcome.old_nanos += stale.old;
+                outcome.new_nanos += stale.new;
                 if !request.dry_run {
                     changed.insert(week);
                 }
@@ -299,28 +361,6 @@ pub async fn reprice(
         }
     }
     Ok(Outcome { run_id, tiers })
-}
-
-/// The latest week rows matching a filter: how many, and their summed
-/// computed cost.
-#[derive(Debug, Row, Deserialize)]
-struct WeekTotal {
-    rows: u64,
-    nanos: i64,
-}
-
-async fn week_total(
-    client: &Client,
-    database: &str,
-    filter: &str,
-) -> Result<WeekTotal, clickhouse::error::Error> {
-    client
-        .query(&format!(
-            "SELECT count() AS rows, toInt64(sum(v_{COMPUTED_COST})) AS nanos FROM ({})",
-            latest_rows(database, Rollup::full(Kind::Usage), Tier::Week, filter)
-        ))
-        .fetch_one()
-        .await
 }
 
 fn now_secs() -> i64 {

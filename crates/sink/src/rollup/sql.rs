@@ -229,7 +229,6 @@ pub fn compact(
     buckets: &BTreeSet<i64>,
     prices: &PriceSql,
 ) -> String {
-    let kind = r.kind;
     let (Some(first), Some(last)) = (buckets.first(), buckets.last()) else {
         return String::new();
     };
@@ -240,6 +239,13 @@ pub fn compact(
         bucket = tier.bucket_sql("window_start"),
         list = list.join(", "),
     );
+    compact_where(database, r, tier, &filter, prices)
+}
+
+/// [`compact`] over the source rows matching `filter` (every bucket they
+/// fall in).
+fn compact_where(database: &str, r: Rollup, tier: Tier, filter: &str, prices: &PriceSql) -> String {
+    let kind = r.kind;
     let bucket = tier.bucket_sql("s_start");
     let mut aggregates = vec![format!("{bucket} AS b{}", dims(r))];
     for a in r.attributes() {
@@ -308,7 +314,7 @@ pub fn compact(
     let mut merged = format!(
         "SELECT {aggregates}\n    FROM ({source})\n    GROUP BY b{dims}",
         aggregates = aggregates.join(", "),
-        source = source_rows(database, r, tier, &filter),
+        source = source_rows(database, r, tier, filter),
         dims = dims(r),
     );
     if priced {
@@ -621,13 +627,30 @@ ORDER BY (started_at, run_id, tier)"
 /// Migration 9: usage per tenant and feature at the day and week tiers
 /// (`usage_by_feature_daily|weekly`), so cost by feature over months reads
 /// a row per tenant, feature and day instead of deduplicating every model's.
-/// The sink fills them from the next compaction on; `centile-sink backfill`
-/// fills the past.
+/// The tables are filled here from every stored full row of their tier
+/// (grouped rows sum them; nothing is priced again), so history from before
+/// the upgrade reads the same through them; the sink keeps them current
+/// from then on.
 pub fn usage_by_feature_migration(database: &str) -> Vec<String> {
     let mut statements = Vec::new();
-    for (r, tiers) in Rollup::all().into_iter().filter(|(r, _)| r.since() == 9) {
-        for tier in tiers {
-            statements.push(create_table(database, r, *tier, 9));
+    let added: Vec<(Rollup, &[Tier])> = Rollup::all()
+        .into_iter()
+        .filter(|(r, _)| r.since() == 9)
+        .collect();
+    for (r, tiers) in &added {
+        for tier in *tiers {
+            statements.push(create_table(database, *r, *tier, 9));
+        }
+    }
+    for (r, tiers) in &added {
+        for tier in *tiers {
+            statements.push(compact_where(
+                database,
+                *r,
+                *tier,
+                "1",
+                &PriceSql::new(&centile_events::PriceBook::default()),
+            ));
         }
     }
     statements.extend(views(database, 9));
