@@ -144,6 +144,18 @@ impl TestEnv {
     }
 
     /// Starts a service binary with this env plus `extra` variables.
+    /// The sink, pricing events without a cost from the TOML `book`
+    /// (written to a file of this test's own).
+    pub fn spawn_priced_sink(&self, book: &str) -> Service {
+        let path = std::env::temp_dir().join(format!("{}-prices.toml", self.id));
+        std::fs::write(&path, book).expect("price book written");
+        self.spawn_with(
+            "centile-sink",
+            &[],
+            &[("CENTILE_PRICING_BOOK".into(), path.display().to_string())],
+        )
+    }
+
     pub fn spawn_with(&self, bin: &str, args: &[&str], extra: &[(String, String)]) -> Service {
         let metrics_port = free_port();
         let log_dir = workspace_root().join("target/test-logs");

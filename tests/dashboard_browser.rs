@@ -112,13 +112,7 @@ async fn the_dashboard_shows_the_apis_numbers_in_a_real_browser() {
     let env = TestEnv::new("dashboard");
     env.create_topics().await;
     let _aggregator = env.spawn("centile-aggregator", &[]);
-    let book = std::env::temp_dir().join(format!("{}-prices.toml", env.id));
-    std::fs::write(&book, PRICE_BOOK).expect("book written");
-    let _sink = env.spawn_with(
-        "centile-sink",
-        &[],
-        &[("CENTILE_PRICING_BOOK".into(), book.display().to_string())],
-    );
+    let _sink = env.spawn_priced_sink(PRICE_BOOK);
     let gateway = TestGateway::start(&env, &[(GATEWAY_KEY, TENANT)], &[]).await;
     let api = TestApi::start(
         &env,

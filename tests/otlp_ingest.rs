@@ -568,13 +568,7 @@ async fn export_then_reexport(
     let _aggregator = env.spawn("centile-aggregator", &[]);
     // Spans without a cost are priced from this book (two of the four
     // models; the others stay at the version `none`).
-    let book = std::env::temp_dir().join(format!("{}-prices.toml", env.id));
-    std::fs::write(&book, PRICE_BOOK).expect("book written");
-    let _sink = env.spawn_with(
-        "centile-sink",
-        &[],
-        &[("CENTILE_PRICING_BOOK".into(), book.display().to_string())],
-    );
+    let _sink = env.spawn_priced_sink(PRICE_BOOK);
     let grpc_port = free_port();
     let grpc_addr = format!("127.0.0.1:{grpc_port}");
     let gateway = TestGateway::start(

@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use super::{
     pricing::{literal, PriceSql},
-    sql::{compact, key, latest_rows, priced_columns, value_columns},
+    sql::{compact, key, last_price_offset, latest_rows, priced_columns, value_columns},
     tiers::{
         Grouping, Kind, Rollup, Tier, COMPUTED_COST, PRICE_VERSIONS, SCHEMA_VERSION,
         UNPRICED_REQUESTS,
@@ -66,7 +66,7 @@ pub struct Outcome {
 /// `r_new`. Weeks only where one version covers the whole week.
 pub fn restated_rows(database: &str, tier: Tier, filter: &str, prices: &PriceSql) -> String {
     let r = Rollup::full(Kind::Usage);
-    let last = (tier.seconds() - 60).min(6 * 86_400);
+    let last = last_price_offset(tier);
     let (cost, versions) = priced_columns(prices, "v_", "p_index");
     let mut columns: Vec<String> = key(r).iter().map(|c| c.to_string()).collect();
     for c in value_columns(r, SCHEMA_VERSION) {
@@ -161,7 +161,10 @@ ANY LEFT JOIN
 USING (week)
 ORDER BY week",
         index = prices.index("window_start"),
-        index_end = prices.index("(window_start + 518400)"),
+        index_end = prices.index(&format!(
+            "(window_start + {})",
+            last_price_offset(Tier::Week)
+        )),
         latest = latest_rows(database, Rollup::full(Kind::Usage), Tier::Week, filter),
         days = Rollup::full(Kind::Usage).table(Tier::Day),
         from = request.start - Tier::Week.seconds(),

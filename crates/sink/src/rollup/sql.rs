@@ -22,6 +22,13 @@ use super::tiers::{
 /// A week's last day, in seconds after its Monday.
 const LAST_DAY_OF_WEEK: i64 = 6 * 86_400;
 
+/// Seconds from a bucket's start to where the price version in effect at
+/// its end is looked up: its last minute, or for a week its last day
+/// (versions begin at 00:00 UTC).
+pub(crate) fn last_price_offset(tier: Tier) -> i64 {
+    LAST_DAY_OF_WEEK.min(tier.seconds() - 60)
+}
+
 /// `window_start` and the kind's dimensions: a stored row's identity.
 pub(crate) fn key(r: Rollup) -> Vec<&'static str> {
     let mut key = vec!["window_start"];
@@ -324,10 +331,7 @@ fn compact_where(database: &str, r: Rollup, tier: Tier, filter: &str, prices: &P
         merged = format!(
             "SELECT *, {} AS a_price_index, {} AS a_price_index_end\n    FROM ({merged})",
             prices.index("b"),
-            prices.index(&format!(
-                "(b + {})",
-                LAST_DAY_OF_WEEK.min(tier.seconds() - 60)
-            )),
+            prices.index(&format!("(b + {})", last_price_offset(tier))),
         );
     }
     format!(
