@@ -103,7 +103,7 @@ impl AggregatorMetrics {
             )?,
             checkpoints_written: d.counter(
                 "centile_aggregator_checkpoints_written_total",
-                "Segment checkpoints persisted.",
+                "Checkpoint records persisted: segment starts and how far their panes reach.",
             )?,
             partitions_assigned: d.counter_vec(
                 "centile_aggregator_partitions_assigned_total",

@@ -2,11 +2,19 @@
 //!
 //! One loop owns the engine. It reads raw events and, every emit interval,
 //! publishes in an order that keeps every crash recoverable:
-//! 1. panes of segments that ended, then waits for their acknowledgement;
-//! 2. the checkpoints where those segments end, acknowledged in turn, and
-//!    commits the same offsets to the group;
-//! 3. the changed panes of the current segments;
-//! 4. watermark records to every rollup partition.
+//! 1. when panes of segments that ended reach further than the partition's
+//!    resume point says, that resume point again with the further reach,
+//!    then waits for its acknowledgement;
+//! 2. panes of segments that ended, acknowledged in turn;
+//! 3. the checkpoints where those segments end, or the current segment's
+//!    start with the reach of the live panes below, and commits moved
+//!    offsets to the group;
+//! 4. the changed panes of the current segments;
+//! 5. watermark records to every rollup partition.
+//!
+//! The reach is what keeps a hand-over exact: an owner that resumes a
+//! partition never cuts a segment short of input whose panes were already
+//! published (see `Checkpoint::published_until`).
 //!
 //! A restart resumes each partition at its last checkpoint and rebuilds the
 //! same panes with the same ids and versions, so whatever was published
@@ -382,13 +390,29 @@ impl Runner<'_> {
     ) -> Result<(), AggregatorError> {
         self.apply_changes()?;
         if last {
-            self.engine.close_all_segments();
+            for (topic, partition) in self.engine.close_all_segments() {
+                tracing::info!(
+                    topic,
+                    partition,
+                    "stopping without a cut: still short of what the previous owner published; the next owner replays the segment"
+                );
+            }
         } else {
             self.release_idle_partitions();
         }
         let started = Instant::now();
         let mut flush = self.engine.flush();
 
+        self.publish(
+            "checkpoint reach",
+            self.store.messages(&flush.reach),
+            shutdown,
+        )
+        .await?;
+        self.metrics
+            .checkpoints_written
+            .inc_by(flush.reach.len() as u64);
+        self.resume_from_published(std::mem::take(&mut flush.reach));
         self.publish("closed panes", self.pane_messages(&flush.closed), shutdown)
             .await?;
         let mut checkpoints = std::mem::take(&mut flush.checkpoints);
@@ -409,9 +433,7 @@ impl Runner<'_> {
             .checkpoints_written
             .inc_by(checkpoints.len() as u64);
         self.commit(consumer, &checkpoints);
-        for c in checkpoints {
-            self.resume_from.insert((c.topic.clone(), c.partition), c);
-        }
+        self.resume_from_published(checkpoints);
         self.publish("live panes", self.pane_messages(&flush.live), shutdown)
             .await?;
         self.count_panes(flush.panes());
@@ -424,6 +446,12 @@ impl Runner<'_> {
             .flush_duration
             .observe(started.elapsed().as_secs_f64());
         Ok(())
+    }
+
+    fn resume_from_published(&mut self, checkpoints: Vec<Checkpoint>) {
+        for c in checkpoints {
+            self.resume_from.insert((c.topic.clone(), c.partition), c);
+        }
     }
 
     fn release_idle_partitions(&mut self) {
@@ -560,7 +588,13 @@ impl Runner<'_> {
         }
         let mut list = TopicPartitionList::new();
         for c in checkpoints {
-            if !self.engine.owns(&c.topic, c.partition) {
+            // Most records only extend a segment's reach; its offset is
+            // committed already.
+            let moved = self
+                .resume_from
+                .get(&(c.topic.clone(), c.partition))
+                .is_none_or(|r| r.next_offset != c.next_offset);
+            if !moved || !self.engine.owns(&c.topic, c.partition) {
                 continue;
             }
             if let Err(e) =

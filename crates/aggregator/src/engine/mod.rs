@@ -76,10 +76,16 @@ pub struct Progress {
 /// acknowledged the previous one.
 #[derive(Debug, Default)]
 pub struct Flush {
+    /// Resume points re-recorded with a further reach, because the closed
+    /// panes below go further than they said (see
+    /// [`Checkpoint::published_until`]).
+    pub reach: Vec<Checkpoint>,
     /// Panes of segments that ended.
     pub closed: Vec<Decoded>,
-    /// Where those segments' partitions resume; persisting one makes its
-    /// segment boundary durable.
+    /// Where the current segments start and how far their panes reach,
+    /// for partitions that cut a segment or whose live panes below reach
+    /// further than their last checkpoint said. Persisting one makes its
+    /// segment boundary durable and covers the live panes published next.
     pub checkpoints: Vec<Checkpoint>,
     /// The changed panes of the current segments.
     pub live: Vec<Decoded>,
@@ -191,10 +197,20 @@ impl Engine {
     /// Cuts every partition's segment where it stands, so that a restart
     /// resumes exactly here; used on shutdown. As with [`Engine::mark_idle`],
     /// flush and persist before ingesting more.
-    pub fn close_all_segments(&mut self) {
-        for state in self.partitions.values_mut().flat_map(BTreeMap::values_mut) {
-            state.close_segment(&self.config);
+    ///
+    /// A partition still short of where its segment's panes were published
+    /// (by a previous owner) is not cut: its next owner replays the segment
+    /// from the start. Those partitions are returned.
+    pub fn close_all_segments(&mut self) -> Vec<(String, i32)> {
+        let mut uncut = Vec::new();
+        for (topic, partitions) in &mut self.partitions {
+            for (partition, state) in partitions {
+                if !state.close_segment_at_rest(&self.config) {
+                    uncut.push((topic.clone(), *partition));
+                }
+            }
         }
+        uncut
     }
 
     /// Collects what changed since the last flush; closed panes are dropped

@@ -120,8 +120,15 @@ pub(crate) struct PartitionState {
     usage: Panes<UsageAgg>,
     /// Panes of segments closed since the last flush.
     closed: Vec<Decoded>,
-    /// Where the latest closed segment ends, once it is published.
-    checkpoint: Option<Checkpoint>,
+    /// Where the current segment starts (once the position is known), and
+    /// how far panes of it, or of segments a replay from the last persisted
+    /// checkpoint cuts on the way, may have been published.
+    segment: Option<Checkpoint>,
+    /// `segment` changed since it was last handed out to be persisted.
+    segment_unsaved: bool,
+    /// The checkpoint a restart would resume from: the last one handed out
+    /// to be persisted, else where this owner started.
+    origin: Option<Checkpoint>,
     progressed: bool,
     /// Event ids seen in the current segment: a producer's retry of an event
     /// it already published is counted once. Scoped to the segment, so a
@@ -142,7 +149,9 @@ impl PartitionState {
             latency: Panes::default(),
             usage: Panes::default(),
             closed: Vec::new(),
-            checkpoint: None,
+            segment: next_offset.map(|offset| Checkpoint::fresh(topic, partition, offset)),
+            segment_unsaved: false,
+            origin: next_offset.map(|offset| Checkpoint::fresh(topic, partition, offset)),
             progressed: false,
             seen: HashSet::new(),
         }
@@ -154,6 +163,8 @@ impl PartitionState {
             max_event_time: checkpoint.max_event_time,
             released_until: checkpoint.released_until,
             sealed_until: checkpoint.sealed_until,
+            segment: Some(checkpoint.clone()),
+            origin: Some(checkpoint.clone()),
             ..Self::new(
                 &checkpoint.topic,
                 checkpoint.partition,
@@ -216,6 +227,11 @@ impl PartitionState {
     }
 
     pub fn skip(&mut self, offset: i64) {
+        if self.segment.is_none() {
+            // The first input of a partition whose start was not given.
+            self.segment = Some(Checkpoint::fresh(&self.topic, self.partition, offset));
+            self.origin.clone_from(&self.segment);
+        }
         if self.next_offset.is_none_or(|next| offset >= next) {
             self.next_offset = Some(offset + 1);
             self.progressed = true;
@@ -227,7 +243,7 @@ impl PartitionState {
     /// checkpoint records it for replays.
     pub fn release_until(&mut self, config: &EngineConfig, watermark: i64) -> bool {
         let boundary = Granularity::Minute.window_start(watermark);
-        if boundary <= self.sealed_until || self.next_offset.is_none() {
+        if boundary <= self.sealed_until || self.next_offset.is_none() || self.behind_published() {
             return false;
         }
         self.released_until = Some(watermark.max(self.released_until.unwrap_or(i64::MIN)));
@@ -261,8 +277,30 @@ impl PartitionState {
         }
     }
 
+    /// Whether this owner has not yet read as far as panes of the current
+    /// segment were published (by a previous owner): a cut here would
+    /// split input those panes already hold.
+    pub fn behind_published(&self) -> bool {
+        match (&self.segment, self.next_offset) {
+            (Some(segment), Some(next)) => segment.published_until.is_some_and(|p| next < p),
+            _ => false,
+        }
+    }
+
+    /// Ends the current segment where it stands, unless that would cut it
+    /// short of what was already published (see
+    /// [`PartitionState::behind_published`]); false then, and the next
+    /// owner replays the segment from its start.
+    pub fn close_segment_at_rest(&mut self, config: &EngineConfig) -> bool {
+        if self.behind_published() {
+            return false;
+        }
+        self.close_segment(config);
+        true
+    }
+
     /// Ends the current segment at the current position.
-    pub fn close_segment(&mut self, config: &EngineConfig) {
+    fn close_segment(&mut self, config: &EngineConfig) {
         let Some(next_offset) = self.next_offset else {
             return;
         };
@@ -272,23 +310,59 @@ impl PartitionState {
             .close(&ctx, self.sealed_until, &mut self.closed);
         self.usage.close(&ctx, self.sealed_until, &mut self.closed);
         self.seen.clear();
-        self.checkpoint = Some(Checkpoint {
+        // A cut short of the published reach is one a replay finds again
+        // (the others wait for the reach), so the reach carries over.
+        let reach = self
+            .segment
+            .as_ref()
+            .and_then(|s| s.published_until)
+            .filter(|p| *p > next_offset);
+        self.segment = Some(Checkpoint {
             topic: self.topic.clone(),
             partition: self.partition,
             next_offset,
             max_event_time: self.max_event_time,
             released_until: self.released_until,
             sealed_until: self.sealed_until,
+            published_until: reach,
         });
+        self.segment_unsaved = true;
     }
 
+    /// Hands out, in publishing order: the resume point's reach, when
+    /// closed panes go further than it says; the closed panes; the current
+    /// segment's checkpoint, when a segment was cut or live panes go further
+    /// than it says; the live panes. Each record is persisted before the
+    /// panes it covers, so a resume point always knows how far panes built
+    /// from it were published.
     pub fn flush(&mut self, config: &EngineConfig, flush: &mut Flush) {
+        let next = self.next_offset;
+        if !self.closed.is_empty() {
+            if let (Some(origin), Some(next)) = (&mut self.origin, next) {
+                if origin.published_until.is_none_or(|p| p < next) {
+                    origin.published_until = Some(next);
+                    flush.reach.push(origin.clone());
+                }
+            }
+        }
         flush.closed.append(&mut self.closed);
-        flush.checkpoints.extend(self.checkpoint.take());
         let watermark = self.watermark(config.allowed_lateness_ms);
         let ctx = Self::emit_context(&self.topic, self.partition, watermark);
+        let live_before = flush.live.len();
         self.latency.flush(&ctx, &mut flush.live);
         self.usage.flush(&ctx, &mut flush.live);
+        if flush.live.len() > live_before {
+            if let (Some(segment), Some(next)) = (&mut self.segment, next) {
+                if segment.published_until.is_none_or(|p| p < next) {
+                    segment.published_until = Some(next);
+                    self.segment_unsaved = true;
+                }
+            }
+        }
+        if std::mem::take(&mut self.segment_unsaved) {
+            flush.checkpoints.extend(self.segment.clone());
+            self.origin.clone_from(&self.segment);
+        }
         if std::mem::take(&mut self.progressed) {
             if let Some(next_offset) = self.next_offset {
                 flush.progress.push(self.progress(next_offset));

@@ -154,7 +154,14 @@ fn crossing_a_minute_cuts_a_segment_and_late_events_restate_in_a_new_pane() {
     engine.ingest(pos(0), &latency(1, DAY0 + 10_000, 1.0, true));
     let first = engine.flush();
     let open_id = latency_panes(&first.live)[0].pane_id.clone();
-    assert!(first.checkpoints.is_empty());
+    // Before the live pane goes out, the start is recorded as published to
+    // offset 1, so no later owner cuts this segment short of it.
+    let start = Checkpoint {
+        published_until: Some(1),
+        ..Checkpoint::fresh("lat", 0, 0)
+    };
+    assert_eq!(first.checkpoints, vec![start.clone()]);
+    assert!(first.reach.is_empty());
 
     // Within the lateness: minute 0 is not final yet, the event joins it.
     engine.ingest(pos(1), &latency(2, DAY0 + 63_000, 2.0, true));
@@ -188,7 +195,16 @@ fn crossing_a_minute_cuts_a_segment_and_late_events_restate_in_a_new_pane() {
             max_event_time: Some(DAY0 + 125_000),
             released_until: None,
             sealed_until: DAY0 + 120_000,
+            published_until: None,
         }]
+    );
+    assert_eq!(
+        second.reach,
+        vec![Checkpoint {
+            published_until: Some(4),
+            ..start
+        }],
+        "the closed panes reach offset 4: recorded on the resume point before they go out"
     );
     assert_eq!(second.progress[0].sealed_until, Some(DAY0 + 120_000));
 
@@ -335,6 +351,7 @@ fn a_restored_partition_keeps_its_watermark() {
         max_event_time: Some(DAY0 + 10 * MINUTE),
         released_until: None,
         sealed_until: DAY0 + 9 * MINUTE,
+        published_until: None,
     };
     engine.assign("lat", 0, Some(&checkpoint), Some(50));
     assert!(engine.ingest(pos(50), &latency(1, DAY0, 1.0, true)).late);
@@ -387,7 +404,8 @@ fn truth(events: &[Event]) -> BTreeMap<(String, i64), (i64, i64, f64, f64)> {
 }
 
 /// What the runner does with a flush, cut short by a crash after `steps`
-/// of its three publishing steps (closed panes, checkpoints, live panes).
+/// of its four publishing steps (reach, closed panes, checkpoints, live
+/// panes).
 fn publish(
     flush: Flush,
     steps: usize,
@@ -395,14 +413,19 @@ fn publish(
     saved: &mut Option<Checkpoint>,
 ) {
     if steps >= 1 {
-        published.extend(flush.closed);
+        if let Some(last) = flush.reach.into_iter().last() {
+            *saved = Some(last);
+        }
     }
     if steps >= 2 {
+        published.extend(flush.closed);
+    }
+    if steps >= 3 {
         if let Some(last) = flush.checkpoints.into_iter().last() {
             *saved = Some(last);
         }
     }
-    if steps >= 3 {
+    if steps >= 4 {
         published.extend(flush.live);
     }
 }
@@ -434,7 +457,7 @@ proptest! {
         events in workload(),
         flush_every in 1usize..400,
         crash_at in 0.0f64..1.0,
-        crash_step in 0usize..3,
+        crash_step in 0usize..4,
         idle_at in proptest::option::of(0.0f64..1.0),
         idle_before_crash in any::<bool>(),
         replay_flush_every in 1usize..400,
@@ -452,10 +475,10 @@ proptest! {
             if idle_index == Some(i) {
                 // The wall clock runs ahead of event time while input pauses.
                 engine.mark_idle("lat", 0, event.occurred_at() + 5 * MINUTE);
-                publish(engine.flush(), 3, &mut published, &mut saved);
+                publish(engine.flush(), 4, &mut published, &mut saved);
             }
             if (i + 1) % flush_every == 0 {
-                publish(engine.flush(), 3, &mut published, &mut saved);
+                publish(engine.flush(), 4, &mut published, &mut saved);
             }
         }
         if idle_before_crash && crash_index > 0 {
@@ -470,12 +493,75 @@ proptest! {
         for (i, event) in events.iter().enumerate().skip(start as usize) {
             engine.ingest(pos(i as i64), event);
             if (i + 1) % replay_flush_every == 0 {
-                publish(engine.flush(), 3, &mut published, &mut saved);
+                publish(engine.flush(), 4, &mut published, &mut saved);
             }
         }
         engine.close_all_segments();
-        publish(engine.flush(), 3, &mut published, &mut saved);
+        publish(engine.flush(), 4, &mut published, &mut saved);
 
+        prop_assert_eq!(collapse(&published), truth(&events));
+    }
+}
+
+/// How one owner of the partition stops.
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    /// Killed after `0..4` of its last flush's publishing steps.
+    Crash(usize),
+    /// Revoked in a rebalance: state dropped, nothing more published.
+    Revoked,
+    /// SIGTERM: every segment cut where it stands, all published.
+    Graceful,
+}
+
+fn ending() -> impl Strategy<Value = Ending> {
+    prop_oneof![
+        (0usize..4).prop_map(Ending::Crash),
+        Just(Ending::Revoked),
+        Just(Ending::Graceful),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The partition moves between owners again and again: each resumes
+    /// from the last durable checkpoint, reads for a while (an owner may
+    /// stop before it even reaches where the previous one had published
+    /// to) and then crashes, is revoked or shuts down gracefully. The
+    /// collapsed panes still hold every event exactly once.
+    #[test]
+    fn owners_handing_over_at_any_point_count_every_event_exactly_once(
+        events in workload(),
+        owners in proptest::collection::vec((0.0f64..1.0, 1usize..300, ending(), proptest::option::of(0.0f64..1.0)), 1..6),
+    ) {
+        let config = EngineConfig::default();
+        let mut published = Vec::new();
+        let mut saved: Option<Checkpoint> = None;
+        for (reach, flush_every, ending, idle_at) in owners.iter().copied().chain([(1.0, 100, Ending::Graceful, None)]) {
+            let mut engine = Engine::new(config.clone());
+            let start = saved.as_ref().map_or(0, |c| c.next_offset) as usize;
+            engine.assign("lat", 0, saved.as_ref(), Some(start as i64));
+            let stop = start + ((events.len() - start) as f64 * reach) as usize;
+            let idle_index = idle_at.map(|f| start + ((stop - start) as f64 * f) as usize);
+            for (i, event) in events.iter().enumerate().take(stop).skip(start) {
+                engine.ingest(pos(i as i64), event);
+                if idle_index == Some(i) {
+                    engine.mark_idle("lat", 0, event.occurred_at() + 5 * MINUTE);
+                    publish(engine.flush(), 4, &mut published, &mut saved);
+                } else if (i + 1) % flush_every == 0 {
+                    publish(engine.flush(), 4, &mut published, &mut saved);
+                }
+            }
+            match ending {
+                Ending::Crash(steps) => publish(engine.flush(), steps, &mut published, &mut saved),
+                Ending::Revoked => engine.revoke("lat", 0),
+                Ending::Graceful => {
+                    engine.close_all_segments();
+                    publish(engine.flush(), 4, &mut published, &mut saved);
+                }
+            }
+        }
         prop_assert_eq!(collapse(&published), truth(&events));
     }
 }
@@ -499,4 +585,43 @@ fn replaying_the_same_input_reproduces_the_same_panes() {
         out
     };
     assert_eq!(run(), run());
+}
+
+#[test]
+fn an_owner_short_of_the_published_reach_does_not_cut() {
+    let config = EngineConfig::default();
+    let mut first = Engine::new(config.clone());
+    first.assign("lat", 0, None, Some(0));
+    for i in 0..10 {
+        first.ingest(pos(i), &latency(i as u32, DAY0 + i * 1_000, 1.0, true));
+    }
+    let flush = first.flush();
+    assert_eq!(latency_panes(&flush.live)[0].source.last_offset, 9);
+    let resume = flush.checkpoints.last().cloned().expect("a resume point");
+    assert_eq!(resume.published_until, Some(10));
+
+    // The next owner stops after 5 of those 10 events.
+    let mut next = Engine::new(config);
+    next.assign("lat", 0, Some(&resume), Some(resume.next_offset));
+    for i in 0..5 {
+        next.ingest(pos(i), &latency(i as u32, DAY0 + i * 1_000, 1.0, true));
+    }
+    assert!(
+        !next.mark_idle("lat", 0, DAY0 + 10 * MINUTE),
+        "no idle release short of the reach"
+    );
+    assert_eq!(next.close_all_segments(), vec![("lat".to_owned(), 0)]);
+    let stopped = next.flush();
+    assert!(
+        stopped.closed.is_empty() && stopped.checkpoints.is_empty() && stopped.reach.is_empty()
+    );
+
+    // Once it has read as far, it cuts.
+    for i in 5..10 {
+        next.ingest(pos(i), &latency(i as u32, DAY0 + i * 1_000, 1.0, true));
+    }
+    assert!(next.close_all_segments().is_empty());
+    let cut = next.flush();
+    assert_eq!(cut.checkpoints[0].next_offset, 10);
+    assert_eq!(latency_panes(&cut.closed)[0].calls, 10);
 }
