@@ -59,6 +59,36 @@ async fn migrations_apply_once_and_are_recorded() {
         ))
         .await;
     assert_eq!(found, Some(names.len() as u64));
+
+    // Each `*_dedup` view shows every column of its raw table, the ones
+    // later migrations added included.
+    for table in ["latency_events", "usage_events"] {
+        let columns = |of: &str| {
+            format!(
+                "SELECT name FROM system.columns WHERE database = '{database}' AND table = '{of}'"
+            )
+        };
+        let missing = env
+            .query_u64(&format!(
+                "SELECT count() FROM ({}) WHERE name NOT IN ({})",
+                columns(table),
+                columns(&format!("{table}_dedup"))
+            ))
+            .await;
+        assert_eq!(missing, Some(0), "{table}_dedup lacks columns of {table}");
+        let counts = env
+            .query_u64(&format!(
+                "SELECT uniqExact(table) FROM (SELECT table, count() AS n FROM system.columns \
+                 WHERE database = '{database}' AND table IN ('{table}', '{table}_dedup') GROUP BY table) \
+                 GROUP BY n"
+            ))
+            .await;
+        assert_eq!(
+            counts,
+            Some(2),
+            "{table} and {table}_dedup have as many columns"
+        );
+    }
 }
 
 /// Runs the SQL checker (migrations twice, fixture panes, the tier

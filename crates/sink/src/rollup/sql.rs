@@ -661,52 +661,21 @@ pub fn usage_by_feature_migration(database: &str) -> Vec<String> {
     statements
 }
 
-/// Every analysts' view, as of migration `as_of`: dropped, then created.
 /// Every analysts' view of a stored rollup that migration `as_of` made:
 /// the rollup, its tier and the view's name. The full rollups' views first,
 /// then the grouped ones (`performance_*`, `overall_*`,
 /// `usage_by_feature_*`).
 pub fn rollup_views(as_of: u32) -> Vec<(Rollup, Tier, String)> {
-    let mut views: Vec<(Rollup, Tier, String)> = Vec::new();
-    for kind in Kind::ALL {
-        for tier in Tier::ALL {
-            views.push((Rollup::full(kind), tier, tier.view(kind)));
-        }
-    }
-    let by_model_tool = Rollup {
-        kind: Kind::Latency,
-        grouping: Grouping::ModelTool,
-    };
-    for tier in [Tier::Hour, Tier::Day, Tier::Week] {
-        views.push((
-            by_model_tool,
-            tier,
-            format!("performance_{}", tier.view_suffix()),
-        ));
-    }
-    let overall = Rollup {
-        kind: Kind::Latency,
-        grouping: Grouping::Overall,
-    };
-    for tier in [Tier::Minute, Tier::Hour] {
-        views.push((overall, tier, format!("overall_{}", tier.view_suffix())));
-    }
-    if as_of >= 9 {
-        let by_feature = Rollup {
-            kind: Kind::Usage,
-            grouping: Grouping::Feature,
-        };
-        for tier in [Tier::Day, Tier::Week] {
-            views.push((
-                by_feature,
-                tier,
-                format!("usage_by_feature_{}", tier.view_suffix()),
-            ));
-        }
-    }
-    views
+    Rollup::all_as_of(as_of)
+        .flat_map(|(rollup, tiers)| {
+            tiers
+                .iter()
+                .filter_map(move |&tier| Some((rollup, tier, rollup.view(tier)?)))
+        })
+        .collect()
 }
 
+/// Every analysts' view, as of migration `as_of`: dropped, then created.
 fn views(database: &str, as_of: u32) -> Vec<String> {
     let mut statements = Vec::new();
     let views = rollup_views(as_of);

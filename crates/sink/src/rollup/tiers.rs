@@ -350,6 +350,19 @@ impl Rollup {
         ]
     }
 
+    /// The analysts' view of this rollup at `tier`; the by-model rollup has
+    /// none (it serves `top_models_daily`).
+    pub fn view(self, tier: Tier) -> Option<String> {
+        let prefix = match self.grouping {
+            Grouping::Full => return Some(tier.view(self.kind)),
+            Grouping::ModelTool => "performance",
+            Grouping::Model => return None,
+            Grouping::Overall => "overall",
+            Grouping::Feature => "usage_by_feature",
+        };
+        Some(format!("{prefix}_{}", tier.view_suffix()))
+    }
+
     pub fn dimensions(self) -> &'static [&'static str] {
         match self.grouping {
             Grouping::Full => self.kind.dimensions(),
