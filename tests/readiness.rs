@@ -143,3 +143,45 @@ async fn readiness_goes_red_when_the_broker_dies_and_names_it() {
         service.terminate(Duration::from_secs(30));
     }
 }
+
+/// The API reads tables that the sink's migrations make. Against a database
+/// the sink has not migrated yet (or an older sink), `/readyz` is red and
+/// says what to do, rather than answering queries with errors; once the
+/// schema is there, it turns green by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_is_not_ready_before_the_sink_has_migrated_and_says_so() {
+    let env = TestEnv::new("readiness_schema");
+    // The database exists (made by an older sink, say) but holds no schema.
+    let database = &env.config.clickhouse.database;
+    centile_sink::client::server_client(&env.config.clickhouse)
+        .query(&format!("CREATE DATABASE IF NOT EXISTS {database}"))
+        .execute()
+        .await
+        .expect("create the database");
+    let port = centile::testkit::free_port();
+    let mut api = env.spawn_with(
+        "centile-api",
+        &[],
+        &[
+            ("CENTILE_API_ADDR".to_owned(), format!("127.0.0.1:{port}")),
+            (
+                "CENTILE_API_KEYS".to_owned(),
+                format!(
+                    "{}=admin",
+                    hex::encode(centile_producer::gateway::hash_key("k"))
+                ),
+            ),
+        ],
+    );
+    let reason = wait_failing("api", &api, "schema", Duration::from_secs(60)).await;
+    assert!(
+        reason.contains("run the sink") && reason.contains(database.as_str()),
+        "{reason}"
+    );
+
+    centile_sink::migrate::migrate(&env.config)
+        .await
+        .expect("migrate");
+    wait_ready("api", &api, Duration::from_secs(30)).await;
+    api.terminate(Duration::from_secs(30));
+}

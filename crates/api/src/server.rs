@@ -137,8 +137,9 @@ pub async fn run(
     Ok(())
 }
 
-/// Ready while ClickHouse answers `SELECT 1`; readiness logs each change
-/// and `/readyz` names the reason.
+/// Ready while ClickHouse answers `SELECT 1` and its schema has every
+/// table this API reads; readiness logs each change and `/readyz` names
+/// the reason.
 async fn watch_clickhouse(state: Arc<AppState>, shutdown: CancellationToken) {
     loop {
         let answer = tokio::time::timeout(
@@ -152,6 +153,7 @@ async fn watch_clickhouse(state: Arc<AppState>, shutdown: CancellationToken) {
             Err(_) => Err("no answer within 5 s".to_owned()),
         };
         state.metrics.clickhouse_up.set(i64::from(outcome.is_ok()));
+        let up = outcome.is_ok();
         match outcome {
             Ok(()) => state.readiness.pass("clickhouse"),
             Err(reason) => state.readiness.fail(
@@ -162,11 +164,45 @@ async fn watch_clickhouse(state: Arc<AppState>, shutdown: CancellationToken) {
                 ),
             ),
         }
+        if up {
+            match schema_behind(&state).await {
+                None => state.readiness.pass("schema"),
+                Some(reason) => state.readiness.fail("schema", reason),
+            }
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
     }
+}
+
+/// Why the database's schema is older than the tables this API reads
+/// (the sink migrates it, so it is upgraded first), if it is.
+async fn schema_behind(state: &AppState) -> Option<String> {
+    let needed = centile_sink::rollup::tiers::SCHEMA_VERSION;
+    let database = state.queries.database();
+    let applied = tokio::time::timeout(
+        Duration::from_secs(5),
+        state
+            .queries
+            .client()
+            .query(&format!(
+                "SELECT toUInt32(max(version)) FROM {database}.schema_migrations"
+            ))
+            .fetch_one::<u32>(),
+    )
+    .await;
+    let at = match applied {
+        Ok(Ok(at)) if at >= needed => return None,
+        Ok(Ok(at)) => format!("at migration {at}"),
+        Ok(Err(e)) => format!("not readable ({e})"),
+        Err(_) => "not readable (no answer within 5 s)".to_owned(),
+    };
+    Some(format!(
+        "the schema of database {database} is {at}; this API reads tables of migration {needed}: \
+         run the sink of this release first, it migrates (retrying every 5 s)"
+    ))
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {

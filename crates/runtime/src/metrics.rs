@@ -234,7 +234,7 @@ impl ServiceMetrics {
             )?,
             readiness: declare.gauge_vec(
                 "centile_readiness_check_up",
-                "1 while a readiness check passes, 0 while it fails (then /readyz is 503 and names it). Checks: kafka (the brokers answer a metadata probe), kafka_commit and kafka_produce (the last commit or publish succeeded), clickhouse (answers a probe), clickhouse_insert (the last insert succeeded).",
+                "1 while a readiness check passes, 0 while it fails (then /readyz is 503 and names it). Checks: kafka (the brokers answer a metadata probe), kafka_commit and kafka_produce (the last commit or publish succeeded), clickhouse (answers a probe), clickhouse_insert (the last insert succeeded), schema (the API: the database has every table it reads).",
                 &[Label::Open("check")],
             )?,
             telemetry: crate::listener::ConnectionMetrics {
