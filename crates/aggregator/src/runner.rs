@@ -101,6 +101,9 @@ struct Runner<'a> {
     last_input: HashMap<String, HashMap<i32, Instant>>,
     /// The checkpoint each owned partition would resume from now.
     resume_from: Partitioned<Checkpoint>,
+    /// The offset this instance last committed to the group per owned
+    /// partition, so unmoved offsets are not committed again every emit.
+    committed: Partitioned<i64>,
     /// The watermark last published per owned partition.
     published_watermark: Partitioned<i64>,
     checkpoints_refreshed: Instant,
@@ -167,6 +170,7 @@ pub async fn run(
         rollup_partitions,
         last_input: HashMap::new(),
         resume_from: HashMap::new(),
+        committed: HashMap::new(),
         published_watermark: HashMap::new(),
         checkpoints_refreshed: Instant::now(),
         watermarks_refreshed: Instant::now(),
@@ -278,6 +282,7 @@ impl Runner<'_> {
                         .or_default()
                         .insert(key.1, Instant::now());
                     self.published_watermark.remove(&key);
+                    self.committed.remove(&key);
                     match checkpoint {
                         Some(c) => self.resume_from.insert(key, c),
                         None => self.resume_from.remove(&key),
@@ -301,6 +306,7 @@ impl Runner<'_> {
                     }
                     self.resume_from.remove(&key);
                     self.published_watermark.remove(&key);
+                    self.committed.remove(&key);
                 }
                 Change::Failed(reason) => return Err(AggregatorError::Assignment(reason)),
             }
@@ -581,20 +587,16 @@ impl Runner<'_> {
 
     /// Mirrors the checkpoints into the group's committed offsets, which
     /// lag tools read. Resuming never depends on them while a checkpoint
-    /// exists.
-    fn commit(&self, consumer: &StreamConsumer<Assignments>, checkpoints: &[Checkpoint]) {
-        if checkpoints.is_empty() {
-            return;
-        }
+    /// exists. An offset this instance has committed already is not sent
+    /// again; one whose commit failed is, with the next record.
+    fn commit(&mut self, consumer: &StreamConsumer<Assignments>, checkpoints: &[Checkpoint]) {
         let mut list = TopicPartitionList::new();
+        let mut sent = Vec::new();
         for c in checkpoints {
-            // Most records only extend a segment's reach; its offset is
-            // committed already.
-            let moved = self
-                .resume_from
-                .get(&(c.topic.clone(), c.partition))
-                .is_none_or(|r| r.next_offset != c.next_offset);
-            if !moved || !self.engine.owns(&c.topic, c.partition) {
+            let key = (c.topic.clone(), c.partition);
+            if self.committed.get(&key) == Some(&c.next_offset)
+                || !self.engine.owns(&c.topic, c.partition)
+            {
                 continue;
             }
             if let Err(e) =
@@ -603,17 +605,19 @@ impl Runner<'_> {
                 tracing::warn!(error = %e, "cannot build commit list");
                 return;
             }
+            sent.push((key, c.next_offset));
         }
-        if list.count() == 0 {
+        if sent.is_empty() {
             return;
         }
         match consumer.commit(&list, CommitMode::Sync) {
             Ok(()) => {
-                for c in checkpoints {
+                for ((topic, partition), offset) in sent {
                     self.metrics
                         .committed_offset
-                        .with_label_values(&[&c.topic, &c.partition.to_string()])
-                        .set(c.next_offset);
+                        .with_label_values(&[&topic, &partition.to_string()])
+                        .set(offset);
+                    self.committed.insert((topic, partition), offset);
                 }
             }
             Err(e) => {

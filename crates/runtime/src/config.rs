@@ -254,7 +254,9 @@ pub struct AggregatorConfig {
     /// Parameters that affect performance and so form the parameter hash.
     pub performance_parameters: Vec<String>,
     /// How often each owned partition's checkpoint is rewritten even when
-    /// it did not move, which bounds how far back a new owner must look.
+    /// it did not move, which bounds how far back a new owner must look: a
+    /// busy partition writes a record every emit (its reach), so the
+    /// records of idle ones must stay within that much of the end.
     #[serde(with = "humantime_serde")]
     pub checkpoint_refresh: Duration,
     /// How often every owned partition's watermark is republished even
@@ -279,7 +281,7 @@ impl Default for AggregatorConfig {
             ]
             .map(String::from)
             .to_vec(),
-            checkpoint_refresh: Duration::from_secs(300),
+            checkpoint_refresh: Duration::from_secs(30),
             watermark_refresh: Duration::from_secs(10),
         }
     }

@@ -403,6 +403,12 @@ fn truth(events: &[Event]) -> BTreeMap<(String, i64), (i64, i64, f64, f64)> {
     totals
 }
 
+/// A checkpoint as the next owner reads it back: through its JSON record.
+fn persisted(checkpoint: Checkpoint) -> Checkpoint {
+    let json = serde_json::to_string(&checkpoint).expect("checkpoints serialize");
+    serde_json::from_str(&json).expect("checkpoints deserialize")
+}
+
 /// What the runner does with a flush, cut short by a crash after `steps`
 /// of its four publishing steps (reach, closed panes, checkpoints, live
 /// panes).
@@ -414,7 +420,7 @@ fn publish(
 ) {
     if steps >= 1 {
         if let Some(last) = flush.reach.into_iter().last() {
-            *saved = Some(last);
+            *saved = Some(persisted(last));
         }
     }
     if steps >= 2 {
@@ -422,7 +428,7 @@ fn publish(
     }
     if steps >= 3 {
         if let Some(last) = flush.checkpoints.into_iter().last() {
-            *saved = Some(last);
+            *saved = Some(persisted(last));
         }
     }
     if steps >= 4 {
