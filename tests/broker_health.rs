@@ -76,7 +76,7 @@ async fn deleting_a_topic_under_idempotent_produce_touches_nothing_else() {
         ..Default::default()
     };
     kafka.delivery_timeout = Duration::from_secs(5);
-    ensure_topics(&kafka, &["keep", "doomed"], 3, 1)
+    ensure_topics(&kafka, &["keep", "doomed"], 3, 1, &[])
         .await
         .expect("topics");
     let producer: FutureProducer = producer_config(&kafka).create().expect("producer");

@@ -298,15 +298,19 @@ pub async fn ensure_topics(
     topics: &[&str],
     partitions: i32,
     replication_factor: i32,
+    configs: &[(&str, &str)],
 ) -> Result<(), RuntimeError> {
     let admin: AdminClient<DefaultClientContext> = client_config(kafka).create()?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|name| {
-            NewTopic::new(
-                name,
-                partitions,
-                TopicReplication::Fixed(replication_factor),
+            configs.iter().fold(
+                NewTopic::new(
+                    name,
+                    partitions,
+                    TopicReplication::Fixed(replication_factor),
+                ),
+                |topic, (key, value)| topic.set(key, value),
             )
         })
         .collect();
@@ -343,9 +347,19 @@ pub async fn ensure_centile_topics(config: &crate::Config) -> Result<(), Runtime
         &[&t.latency, &t.usage, &t.rollups, &t.dlq],
         t.partitions,
         t.replication_factor,
+        &[],
     )
     .await?;
-    ensure_topics(&config.kafka, &[&t.checkpoints], 1, t.replication_factor).await
+    // Only each partition's latest checkpoint matters, and busy partitions
+    // write one per emit: compaction keeps the topic small.
+    ensure_topics(
+        &config.kafka,
+        &[&t.checkpoints],
+        1,
+        t.replication_factor,
+        &[("cleanup.policy", "compact")],
+    )
+    .await
 }
 
 /// A message to publish.
