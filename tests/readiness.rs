@@ -38,9 +38,10 @@ async fn wait_failing(name: &str, service: &Service, check: &str, timeout: Durat
     .await
 }
 
-fn gateway_key() -> String {
+/// A key grant line for the key `k` (the gateway's and the API's format).
+fn key_grant(role: &str) -> String {
     format!(
-        "{}=tenant",
+        "{}={role}",
         hex::encode(centile_producer::gateway::hash_key("k"))
     )
 }
@@ -61,7 +62,7 @@ async fn services_wait_for_a_broker_that_is_not_up_yet_and_say_so() {
     env.config.kafka.brokers = broker.brokers();
     env.set("CENTILE_KAFKA_BROKERS", &broker.brokers());
     env.set("CENTILE_GATEWAY_ADDR", "127.0.0.1:0");
-    env.set("CENTILE_GATEWAY_KEYS", &gateway_key());
+    env.set("CENTILE_GATEWAY_KEYS", &key_grant("tenant"));
     let mut running = services(&env);
 
     for (name, service) in &running {
@@ -110,7 +111,7 @@ async fn readiness_goes_red_when_the_broker_dies_and_names_it() {
     env.config.kafka.brokers = broker.brokers();
     env.set("CENTILE_KAFKA_BROKERS", &broker.brokers());
     env.set("CENTILE_GATEWAY_ADDR", "127.0.0.1:0");
-    env.set("CENTILE_GATEWAY_KEYS", &gateway_key());
+    env.set("CENTILE_GATEWAY_KEYS", &key_grant("tenant"));
     env.create_topics().await;
     let mut running = services(&env);
     for (name, service) in &running {
@@ -164,13 +165,7 @@ async fn the_api_is_not_ready_before_the_sink_has_migrated_and_says_so() {
         &[],
         &[
             ("CENTILE_API_ADDR".to_owned(), format!("127.0.0.1:{port}")),
-            (
-                "CENTILE_API_KEYS".to_owned(),
-                format!(
-                    "{}=admin",
-                    hex::encode(centile_producer::gateway::hash_key("k"))
-                ),
-            ),
+            ("CENTILE_API_KEYS".to_owned(), key_grant("admin")),
         ],
     );
     let reason = wait_failing("api", &api, "schema", Duration::from_secs(60)).await;

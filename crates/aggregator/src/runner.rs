@@ -409,16 +409,8 @@ impl Runner<'_> {
         let started = Instant::now();
         let mut flush = self.engine.flush();
 
-        self.publish(
-            "checkpoint reach",
-            self.store.messages(&flush.reach),
-            shutdown,
-        )
-        .await?;
-        self.metrics
-            .checkpoints_written
-            .inc_by(flush.reach.len() as u64);
-        self.resume_from_published(std::mem::take(&mut flush.reach));
+        self.persist("checkpoint reach", &flush.reach, shutdown)
+            .await?;
         self.publish("closed panes", self.pane_messages(&flush.closed), shutdown)
             .await?;
         let mut checkpoints = std::mem::take(&mut flush.checkpoints);
@@ -433,13 +425,8 @@ impl Runner<'_> {
                 }
             }
         }
-        self.publish("checkpoints", self.store.messages(&checkpoints), shutdown)
-            .await?;
-        self.metrics
-            .checkpoints_written
-            .inc_by(checkpoints.len() as u64);
+        self.persist("checkpoints", &checkpoints, shutdown).await?;
         self.commit(consumer, &checkpoints);
-        self.resume_from_published(checkpoints);
         self.publish("live panes", self.pane_messages(&flush.live), shutdown)
             .await?;
         self.count_panes(flush.panes());
@@ -454,10 +441,24 @@ impl Runner<'_> {
         Ok(())
     }
 
-    fn resume_from_published(&mut self, checkpoints: Vec<Checkpoint>) {
+    /// Publishes checkpoint records and, once the broker has acknowledged
+    /// them, makes them the partitions' resume points.
+    async fn persist(
+        &mut self,
+        what: &str,
+        checkpoints: &[Checkpoint],
+        shutdown: &CancellationToken,
+    ) -> Result<(), AggregatorError> {
+        self.publish(what, self.store.messages(checkpoints), shutdown)
+            .await?;
+        self.metrics
+            .checkpoints_written
+            .inc_by(checkpoints.len() as u64);
         for c in checkpoints {
-            self.resume_from.insert((c.topic.clone(), c.partition), c);
+            self.resume_from
+                .insert((c.topic.clone(), c.partition), c.clone());
         }
+        Ok(())
     }
 
     fn release_idle_partitions(&mut self) {

@@ -107,6 +107,18 @@ impl<A: Aggregate> Panes<A> {
     }
 }
 
+/// Moves `record`'s reach up to `next` (panes up to there are about to be
+/// published); true when it moved, so the record must be persisted first.
+fn extend_reach(record: &mut Option<Checkpoint>, next: Option<i64>) -> bool {
+    match (record, next) {
+        (Some(record), Some(next)) if record.published_until.is_none_or(|p| p < next) => {
+            record.published_until = Some(next);
+            true
+        }
+        _ => false,
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct PartitionState {
     topic: String,
@@ -139,6 +151,7 @@ pub(crate) struct PartitionState {
 impl PartitionState {
     /// A partition read from `next_offset` (if known) with no history.
     pub fn new(topic: &str, partition: i32, next_offset: Option<i64>) -> Self {
+        let start = next_offset.map(|offset| Checkpoint::fresh(topic, partition, offset));
         Self {
             topic: topic.to_owned(),
             partition,
@@ -149,9 +162,9 @@ impl PartitionState {
             latency: Panes::default(),
             usage: Panes::default(),
             closed: Vec::new(),
-            segment: next_offset.map(|offset| Checkpoint::fresh(topic, partition, offset)),
+            segment: start.clone(),
             segment_unsaved: false,
-            origin: next_offset.map(|offset| Checkpoint::fresh(topic, partition, offset)),
+            origin: start,
             progressed: false,
             seen: HashSet::new(),
         }
@@ -336,14 +349,8 @@ impl PartitionState {
     /// panes it covers, so a resume point always knows how far panes built
     /// from it were published.
     pub fn flush(&mut self, config: &EngineConfig, flush: &mut Flush) {
-        let next = self.next_offset;
-        if !self.closed.is_empty() {
-            if let (Some(origin), Some(next)) = (&mut self.origin, next) {
-                if origin.published_until.is_none_or(|p| p < next) {
-                    origin.published_until = Some(next);
-                    flush.reach.push(origin.clone());
-                }
-            }
+        if !self.closed.is_empty() && extend_reach(&mut self.origin, self.next_offset) {
+            flush.reach.extend(self.origin.clone());
         }
         flush.closed.append(&mut self.closed);
         let watermark = self.watermark(config.allowed_lateness_ms);
@@ -351,13 +358,8 @@ impl PartitionState {
         let live_before = flush.live.len();
         self.latency.flush(&ctx, &mut flush.live);
         self.usage.flush(&ctx, &mut flush.live);
-        if flush.live.len() > live_before {
-            if let (Some(segment), Some(next)) = (&mut self.segment, next) {
-                if segment.published_until.is_none_or(|p| p < next) {
-                    segment.published_until = Some(next);
-                    self.segment_unsaved = true;
-                }
-            }
+        if flush.live.len() > live_before && extend_reach(&mut self.segment, self.next_offset) {
+            self.segment_unsaved = true;
         }
         if std::mem::take(&mut self.segment_unsaved) {
             flush.checkpoints.extend(self.segment.clone());
